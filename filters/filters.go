@@ -1,0 +1,184 @@
+package filters
+
+import (
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/popgate/popgate/parser"
+)
+
+// State is a POP3 session state (RFC 1939 section 3).
+type State int
+
+// The POP3 session states.
+const (
+	Authorization State = iota
+	Transaction
+	Update
+)
+
+// String returns the RFC 1939 name of the state.
+func (s State) String() string {
+	switch s {
+	case Authorization:
+		return "AUTHORIZATION"
+	case Transaction:
+		return "TRANSACTION"
+	case Update:
+		return "UPDATE"
+	}
+	return "UNKNOWN"
+}
+
+// Handler serves one exchange: a client command and its response.
+type Handler interface {
+	Serve(ctx context.Context, ex *Exchange) error
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, ex *Exchange) error
+
+// Serve calls f.
+func (f HandlerFunc) Serve(ctx context.Context, ex *Exchange) error { return f(ctx, ex) }
+
+var _ Handler = HandlerFunc(nil)
+
+// Middleware wraps a Handler in a filter.
+type Middleware func(next Handler) Handler
+
+// Filter is one configured filter.
+type Filter interface {
+	// Name is the filter's type name as written in the configuration.
+	Name() string
+	// Wrap returns a Handler that runs the filter and then next.
+	Wrap(next Handler) Handler
+}
+
+// Exclusive is implemented by filters that may call next more than once
+// for some commands. Such exchanges are never pipelined with others, so the
+// extra round trips cannot interleave with another command's.
+type Exclusive interface {
+	Exclusive(cmd parser.Command, s *Session) bool
+}
+
+// Observer is implemented by filters that want session lifecycle events.
+type Observer interface {
+	SessionStarted(s *Session)
+	SessionEnded(s *Session, end SessionEnd)
+}
+
+// Chain returns final wrapped by filters, the first filter outermost, so
+// filters run in the order given.
+func Chain(final Handler, fs ...Filter) Handler {
+	h := final
+	for i := len(fs) - 1; i >= 0; i-- {
+		h = fs[i].Wrap(h)
+	}
+	return h
+}
+
+// Login holds the credentials of a login in progress or done. The proxy
+// fills it from the client's commands; filters (rewrite, routing, apop) edit
+// it before the backend login. Password is a secret: never log it.
+type Login struct {
+	User        string // login name as the client gave it
+	BackendUser string // login name used on the backend; starts as User
+	Password    string // secret
+	Mechanism   string // "user", "apop", "plain", "login", "cram-md5", "passthrough"
+	Backend     string // name of the backend chosen by routing
+}
+
+// SessionEnd describes how a session ended.
+type SessionEnd struct {
+	Reason        string // "quit", "client-closed", "timeout", "error", "shutdown", ...
+	BytesIn       int64  // octets read from the client
+	BytesOut      int64  // octets written to the client
+	Duration      time.Duration
+	DeletesMarked int  // DELE commands answered +OK
+	Committed     bool // QUIT in TRANSACTION answered +OK: deletions committed
+}
+
+// Session is what filters may know of a client session. The proxy owns it;
+// it lives as long as the client connection. Fields set before login are
+// stable afterwards; Values is safe for concurrent use.
+type Session struct {
+	ID         string
+	Listener   string
+	ClientAddr net.Addr // the real client address (after PROXY protocol)
+	LocalAddr  net.Addr
+	Started    time.Time
+	// TLS is the client connection's TLS state, nil while in plaintext.
+	TLS *tls.ConnectionState
+	// SNI is the server name the client asked for, if any.
+	SNI string
+	// Timestamp is the APOP timestamp of the greeting the client saw,
+	// including angle brackets; empty if none.
+	Timestamp string
+	// Login is the login in progress (AUTHORIZATION) or done.
+	Login  Login
+	Logger hclog.Logger
+
+	mu     sync.Mutex
+	state  State
+	values map[any]any
+}
+
+// State returns the session's POP3 state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// SetState is called by the proxy as the session moves between states.
+func (s *Session) SetState(st State) {
+	s.mu.Lock()
+	s.state = st
+	s.mu.Unlock()
+}
+
+// Value returns per-session data a filter stored under key.
+func (s *Session) Value(key any) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.values[key]
+}
+
+// SetValue stores per-session data under key; filters use unexported key
+// types, as with context.Context.
+func (s *Session) SetValue(key, v any) {
+	s.mu.Lock()
+	if s.values == nil {
+		s.values = make(map[any]any)
+	}
+	s.values[key] = v
+	s.mu.Unlock()
+}
+
+// Exchange is one command and its response as it passes through the chain.
+type Exchange struct {
+	Session *Session
+	// Command is the command as the client sent it. Never edit it.
+	Command parser.Command
+	// Out is the command the backend will receive; filters may edit it.
+	Out parser.Command
+	// Response is the answer to Out, set by the backend handler or by a
+	// filter that answers locally.
+	Response parser.Response
+	// Body is the multi-line body of Response when parser.HasBody says it
+	// has one, decoded (dot-unstuffed). It is valid until the exchange ends.
+	// Filters may wrap or replace it; the session streams it to the client
+	// and drains whatever of the backend's body remains.
+	Body io.Reader
+	// Prompt, set by the session, sends a SASL continuation to the client
+	// and returns the client's next line (RFC 5034). It is nil outside AUTH.
+	Prompt func(ctx context.Context, challenge parser.Response) (string, error)
+	// Started is when the session read the command.
+	Started time.Time
+}
