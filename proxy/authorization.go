@@ -1,0 +1,244 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// serveAuthorization answers AUTHORIZATION-state commands in after-auth
+// mode, where popgate is the POP3 server until the backend login succeeds.
+func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) error {
+	l := &s.info.Login
+	switch ex.Out.Verb {
+	case "CAPA":
+		ex.Response = parser.OK("Capability list follows")
+		ex.Body = strings.NewReader(s.localCapa())
+	case "USER":
+		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "user"}
+		ex.Response = parser.OK("send PASS")
+	case "PASS":
+		if l.User == "" {
+			ex.Response = parser.Err("", "send USER first")
+			return nil
+		}
+		l.Password = ex.Out.Arg(0)
+		l.Mechanism = "user"
+		ex.Response = s.login(ctx)
+	case "QUIT":
+		ex.Response = parser.OK("popgate signing off")
+	case "AUTH":
+		return s.serveSASL(ctx, ex)
+	case "APOP":
+		ex.Response = parser.Err("", "APOP is not enabled on this server")
+	default:
+		ex.Response = parser.Err("", "unknown command")
+	}
+	return nil
+}
+
+// login routes the pending login to a backend, connects and logs in
+// there. The password is forgotten afterwards whatever the outcome.
+func (s *session) login(ctx context.Context) parser.Response {
+	l := &s.info.Login
+	defer func() { l.Password = "" }()
+	if l.BackendUser == "" {
+		l.BackendUser = l.User
+	}
+	name := s.lst.Backend
+	if s.cfg.Router != nil {
+		if n := s.cfg.Router.Route(l.BackendUser); n != "" {
+			name = n
+		}
+	}
+	b, ok := s.cfg.Backends[name]
+	if !ok {
+		s.log.Error("route names an unknown backend", "backend", name)
+		return parser.Err(parser.CodeSysTemp, "backend unavailable, try again later")
+	}
+	l.Backend = name
+	bc, err := s.dial(ctx, b)
+	if err != nil {
+		s.log.Warn("backend unavailable", "backend", name, "error", err)
+		return parser.ErrorResponse(err)
+	}
+	resp, err := bc.login(b, l.BackendUser, l.Password)
+	if err != nil {
+		bc.close()
+		s.log.Warn("backend login conversation failed", "backend", name, "error", err)
+		return parser.Err(parser.CodeSysTemp, "backend unavailable, try again later")
+	}
+	if !resp.IsOK() {
+		bc.close()
+		switch resp.Code {
+		case parser.CodeInUse, parser.CodeLoginDelay, parser.CodeSysTemp:
+			return parser.Err(resp.Code, resp.Text)
+		}
+		return parser.Err(parser.CodeAuth, "authentication failed")
+	}
+	s.be = bc
+	s.info.Timestamp = ""
+	s.info.SetState(filters.Transaction)
+	return resp
+}
+
+// localCapa is the capability list popgate offers before login in
+// after-auth mode.
+func (s *session) localCapa() string {
+	var b strings.Builder
+	b.WriteString("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
+	if !s.needTLS() {
+		b.WriteString("USER\r\nSASL PLAIN LOGIN\r\n")
+	}
+	if s.lst.TLS == TLSStartTLS && s.info.TLS == nil {
+		b.WriteString("STLS\r\n")
+	}
+	b.WriteString("IMPLEMENTATION popgate\r\n")
+	return b.String()
+}
+
+// offersAPOP reports whether the greeting carries an APOP timestamp: only
+// when a filter can verify APOP, since clients try APOP when they see one.
+func (s *session) offersAPOP() bool {
+	for _, f := range s.lst.Filters {
+		if f.Name() == "apop" {
+			return true
+		}
+	}
+	return false
+}
+
+var hostname = func() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "popgate"
+	}
+	return h
+}()
+
+// newTimestamp returns a fresh, unique APOP timestamp (RFC 1939 section 7).
+func newTimestamp() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("<%d.%d.%s@%s>", os.Getpid(), time.Now().UnixNano(), hex.EncodeToString(b[:]), hostname)
+}
+
+// serveSASL runs AUTH (RFC 5034) locally with PLAIN or LOGIN.
+func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
+	if len(ex.Out.Args) == 0 {
+		ex.Response = parser.OK("methods supported")
+		ex.Body = strings.NewReader("PLAIN\r\nLOGIN\r\n")
+		return nil
+	}
+	mech := strings.ToUpper(ex.Out.Arg(0))
+	ir, hasIR := ex.Out.Arg(1), len(ex.Out.Args) > 1
+	next := func(challenge string) (string, error) {
+		return ex.Prompt(ctx, parser.Continue(challenge))
+	}
+	decode := func(v string) ([]byte, error) {
+		if v == "=" {
+			return nil, nil
+		}
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			return nil, parser.NewError("", "malformed base64 in SASL response", err)
+		}
+		return b, nil
+	}
+	l := &s.info.Login
+	switch mech {
+	case "PLAIN":
+		if !hasIR {
+			var err error
+			if ir, err = next(""); err != nil {
+				return err
+			}
+		}
+		raw, err := decode(ir)
+		if err != nil {
+			return err
+		}
+		parts := strings.Split(string(raw), "\x00")
+		if len(parts) != 3 || parts[1] == "" {
+			return parser.NewError("", "malformed PLAIN response", nil)
+		}
+		if parts[0] != "" && parts[0] != parts[1] {
+			return parser.NewError(parser.CodeAuth, "authorization identity not supported", nil)
+		}
+		*l = filters.Login{User: parts[1], BackendUser: parts[1], Password: parts[2], Mechanism: "plain"}
+	case "LOGIN":
+		var user []byte
+		var err error
+		if hasIR {
+			user, err = decode(ir)
+		} else {
+			var v string
+			if v, err = next(base64.StdEncoding.EncodeToString([]byte("Username:"))); err != nil {
+				return err
+			}
+			user, err = decode(v)
+		}
+		if err != nil {
+			return err
+		}
+		v, err := next(base64.StdEncoding.EncodeToString([]byte("Password:")))
+		if err != nil {
+			return err
+		}
+		pw, err := decode(v)
+		if err != nil {
+			return err
+		}
+		if len(user) == 0 {
+			return parser.NewError("", "empty user name", nil)
+		}
+		*l = filters.Login{User: string(user), BackendUser: string(user), Password: string(pw), Mechanism: "login"}
+	default:
+		return parser.NewError("", "unsupported authentication mechanism", nil)
+	}
+	if strings.ContainsAny(l.User, " \r\n\x00") || strings.ContainsAny(l.Password, "\r\n\x00") {
+		*l = filters.Login{}
+		return parser.NewError(parser.CodeAuth, "authentication failed", nil)
+	}
+	ex.Response = s.login(ctx)
+	return nil
+}
+
+// startTLS upgrades the client connection (RFC 2595). Anything the client
+// pipelined after STLS in plaintext is discarded, never executed, and any
+// USER given before is forgotten.
+func (s *session) startTLS() bool {
+	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.stlsDone {
+		return s.localReply(parser.Err("", "STLS not available"))
+	}
+	s.stlsDone = true
+	if err := s.cw.WriteResponse(parser.OK("begin TLS negotiation")); err != nil {
+		s.setReason("client-write")
+		return false
+	}
+	if err := s.cw.Flush(); err != nil {
+		s.setReason("client-write")
+		return false
+	}
+	if n := s.cr.Discard(); n > 0 {
+		s.log.Warn("discarded plaintext pipelined after STLS", "octets", n)
+	}
+	tc, err := s.handshake(s.conn)
+	if err != nil {
+		s.log.Info("STLS handshake failed", "error", err)
+		s.setReason("tls-handshake")
+		return false
+	}
+	s.conn = tc
+	s.setupCodec()
+	s.info.Login = filters.Login{Backend: s.info.Login.Backend}
+	return true
+}

@@ -1,0 +1,204 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/md5"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+
+	"github.com/popgate/popgate/parser"
+)
+
+// backendConn is a connection to a backend POP3 server.
+type backendConn struct {
+	name      string
+	conn      net.Conn
+	r         *parser.Reader
+	w         *parser.Writer
+	greeting  parser.Response
+	timestamp string // APOP timestamp of the greeting, with brackets
+}
+
+func (b *backendConn) close() { b.conn.Close() }
+
+// errBackend wraps a failure to reach or talk to a backend as the
+// [SYS/TEMP] answer the client gets: never a hang, never an auth failure.
+func errBackend(err error) error {
+	return parser.NewError(parser.CodeSysTemp, "backend unavailable, try again later", err)
+}
+
+var timestampRE = regexp.MustCompile(`<[^<>@\s]+@[^<>\s]+>`)
+
+// dial connects to backend b: TCP, then the PROXY header, implicit TLS,
+// the greeting, STLS and XCLIENT as configured. Credentials are never sent
+// here, so a backend that fails verification never sees any.
+func (s *session) dial(ctx context.Context, b *Backend) (*backendConn, error) {
+	start := time.Now()
+	bc, err := s.dialBackend(ctx, b)
+	if h := s.cfg.Hooks.BackendDial; h != nil {
+		h(b.Name, time.Since(start), err)
+	}
+	if err != nil {
+		return nil, errBackend(fmt.Errorf("backend %q (%s): %w", b.Name, b.Address, err))
+	}
+	return bc, nil
+}
+
+func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, error) {
+	connectTimeout := b.ConnectTimeout
+	if connectTimeout <= 0 {
+		connectTimeout = 10 * time.Second
+	}
+	readTimeout := b.ReadTimeout
+	if readTimeout <= 0 {
+		readTimeout = 60 * time.Second
+	}
+	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dctx, "tcp", b.Address)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			conn.Close()
+		}
+	}()
+	conn.SetDeadline(time.Now().Add(connectTimeout))
+	if b.Forward == ForwardProxyV1 || b.Forward == ForwardProxyV2 {
+		version := byte(1)
+		if b.Forward == ForwardProxyV2 {
+			version = 2
+		}
+		hdr := proxyproto.HeaderProxyFromAddrs(version, s.info.ClientAddr, s.info.LocalAddr)
+		if _, err := hdr.WriteTo(conn); err != nil {
+			return nil, fmt.Errorf("PROXY header: %w", err)
+		}
+	}
+	if b.TLS == TLSImplicit {
+		tc := tls.Client(conn, b.TLSConfig)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = tc
+	}
+	bc := newBackendConn(b.Name, conn, readTimeout)
+	g, err := bc.r.ReadResponse()
+	if err != nil {
+		return nil, fmt.Errorf("reading greeting: %w", err)
+	}
+	if !g.IsOK() {
+		return nil, fmt.Errorf("backend refused the connection: %s", g.String())
+	}
+	bc.greeting = g
+	bc.timestamp = timestampRE.FindString(g.Text)
+	if b.TLS == TLSStartTLS {
+		resp, err := bc.cmd(parser.NewCommand("STLS"))
+		if err != nil {
+			return nil, fmt.Errorf("STLS: %w", err)
+		}
+		if !resp.IsOK() {
+			return nil, fmt.Errorf("backend does not offer STLS: %s", resp.String())
+		}
+		if bc.r.Buffered() > 0 {
+			return nil, errors.New("backend sent data after accepting STLS")
+		}
+		tc := tls.Client(conn, b.TLSConfig)
+		if err := tc.HandshakeContext(dctx); err != nil {
+			return nil, fmt.Errorf("STLS handshake: %w", err)
+		}
+		conn = tc
+		bc = newBackendConn(b.Name, conn, readTimeout)
+		bc.greeting, bc.timestamp = g, timestampRE.FindString(g.Text)
+	}
+	if b.Forward == ForwardXCLIENT && g.Code == "XCLIENT" {
+		ap := addrPort(s.info.ClientAddr)
+		resp, err := bc.cmd(parser.NewCommand("XCLIENT", "ADDR="+ap.Addr().String(), fmt.Sprintf("PORT=%d", ap.Port())))
+		if err != nil {
+			return nil, fmt.Errorf("XCLIENT: %w", err)
+		}
+		if !resp.IsOK() {
+			return nil, fmt.Errorf("XCLIENT refused: %s", resp.String())
+		}
+	}
+	conn.SetDeadline(time.Time{})
+	ok = true
+	return bc, nil
+}
+
+func newBackendConn(name string, conn net.Conn, readTimeout time.Duration) *backendConn {
+	tc := &timeoutConn{Conn: conn, readTimeout: readTimeout, writeTimeout: readTimeout}
+	return &backendConn{
+		name: name,
+		conn: conn,
+		r:    parser.NewReader(bufio.NewReaderSize(tc, 32*1024), parser.DefaultMaxResponseLine),
+		w:    parser.NewWriter(bufio.NewWriterSize(tc, 4096)),
+	}
+}
+
+// cmd sends one command and reads its status line. Only for commands
+// without a body.
+func (b *backendConn) cmd(c parser.Command) (parser.Response, error) {
+	if err := b.w.WriteCommand(c); err != nil {
+		return parser.Response{}, err
+	}
+	if err := b.w.Flush(); err != nil {
+		return parser.Response{}, err
+	}
+	return b.r.ReadResponse()
+}
+
+// login logs in to the backend with the session's credentials, the way b
+// is configured to. It returns the backend's final answer; an error means
+// the conversation itself failed.
+func (b *backendConn) login(cfg *Backend, user, password string) (parser.Response, error) {
+	switch cfg.Login {
+	case LoginAPOP:
+		if b.timestamp == "" {
+			return parser.Response{}, errors.New("backend greeting has no APOP timestamp")
+		}
+		sum := md5.Sum([]byte(b.timestamp + password))
+		return b.cmd(parser.NewCommand("APOP", user, hex.EncodeToString(sum[:])))
+	case LoginSASLPlain:
+		authz, authc, pw := "", user, password
+		if cfg.MasterUser != "" {
+			authz, authc, pw = user, cfg.MasterUser, cfg.MasterPassword
+		}
+		ir := base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + authc + "\x00" + pw))
+		return b.cmd(parser.NewCommand("AUTH", "PLAIN", ir))
+	default:
+		// USER and PASS go out together: one round trip fewer per login.
+		if err := b.w.WriteCommand(parser.NewCommand("USER", user)); err != nil {
+			return parser.Response{}, err
+		}
+		if err := b.w.WriteCommand(parser.Command{Verb: "PASS", Args: []string{password}}); err != nil {
+			return parser.Response{}, err
+		}
+		if err := b.w.Flush(); err != nil {
+			return parser.Response{}, err
+		}
+		ur, err := b.r.ReadResponse()
+		if err != nil {
+			return parser.Response{}, err
+		}
+		pr, err := b.r.ReadResponse()
+		if err != nil {
+			return parser.Response{}, err
+		}
+		if !ur.IsOK() {
+			return ur, nil
+		}
+		return pr, nil
+	}
+}

@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// argRule is how many arguments a command takes and whether they are
+// message numbers. Checking them here keeps the framing decision
+// (parser.HasBody depends on the argument count) in step with what the
+// backend will do with the command.
+type argRule struct {
+	min, max int
+	numeric  bool
+}
+
+var authorizationCommands = map[string]argRule{
+	"USER": {1, 1, false},
+	"PASS": {1, 1, false},
+	"APOP": {2, 2, false},
+	"AUTH": {0, 2, false},
+	"CAPA": {0, 0, false},
+	"QUIT": {0, 0, false},
+	"STLS": {0, 0, false},
+}
+
+var transactionCommands = map[string]argRule{
+	"STAT": {0, 0, false},
+	"LIST": {0, 1, true},
+	"UIDL": {0, 1, true},
+	"RETR": {1, 1, true},
+	"DELE": {1, 1, true},
+	"TOP":  {2, 2, true},
+	"NOOP": {0, 0, false},
+	"RSET": {0, 0, false},
+	"QUIT": {0, 0, false},
+	"CAPA": {0, 0, false},
+}
+
+// check refuses commands that are unknown, not allowed in the current
+// state, or malformed. It returns a response to send instead, or nil.
+func (s *session) check(cmd parser.Command) *parser.Response {
+	state := s.info.State()
+	rules := authorizationCommands
+	if state == filters.Transaction {
+		rules = transactionCommands
+	}
+	rule, ok := rules[cmd.Verb]
+	if !ok {
+		_, inAuth := authorizationCommands[cmd.Verb]
+		_, inTrans := transactionCommands[cmd.Verb]
+		if inAuth || inTrans {
+			return refusal("", cmd.Verb+" not allowed in the "+state.String()+" state")
+		}
+		return refusal("", "unknown command")
+	}
+	if n := len(cmd.Args); n < rule.min || n > rule.max {
+		return refusal("", "wrong number of arguments to "+cmd.Verb)
+	}
+	if rule.numeric {
+		for _, a := range cmd.Args {
+			if !isNumber(a) {
+				return refusal("", "invalid message number")
+			}
+		}
+	}
+	if state == filters.Authorization && s.needTLS() {
+		switch cmd.Verb {
+		case "USER", "PASS", "APOP", "AUTH":
+			return refusal(parser.CodeAuth, "plaintext authentication disallowed; use STLS first")
+		}
+	}
+	return nil
+}
+
+// needTLS reports whether logins must wait for STLS.
+func (s *session) needTLS() bool {
+	return s.lst.RequireTLS && s.info.TLS == nil
+}
+
+func refusal(code, text string) *parser.Response {
+	r := parser.Err(code, text)
+	return &r
+}
+
+// isNumber accepts the message numbers and line counts of RFC 1939: up to
+// ten decimal digits.
+func isNumber(s string) bool {
+	if s == "" || len(s) > 10 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// handle dispatches one command; false ends the session.
+func (s *session) handle(cmd parser.Command) bool {
+	if reply := s.check(cmd); reply != nil {
+		return s.localReply(*reply)
+	}
+	if s.info.State() == filters.Authorization {
+		if cmd.Verb == "STLS" {
+			return s.startTLS()
+		}
+		s.dispatch(cmd, nil).wait()
+		return s.ctx.Err() == nil && !s.quitting.Load()
+	}
+	r := s.dispatch(cmd, nil)
+	if cmd.Verb == "QUIT" {
+		r.wait()
+		s.waitIdle()
+		return false
+	}
+	if s.info.State() != filters.Transaction {
+		r.wait()
+	}
+	return s.ctx.Err() == nil
+}
+
+// localReply answers in order with a fixed response.
+func (s *session) localReply(resp parser.Response) bool {
+	r := s.dispatch(parser.Command{Verb: "-"}, &resp)
+	if s.info.State() != filters.Transaction {
+		r.wait()
+	}
+	return s.ctx.Err() == nil
+}

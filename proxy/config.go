@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"net/netip"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/popgate/popgate/filters"
+)
+
+// TLSMode says how TLS is used on a connection.
+type TLSMode int
+
+// The TLS modes of listeners and backends.
+const (
+	TLSNone     TLSMode = iota // plaintext only
+	TLSStartTLS                // plaintext, upgraded with STLS (RFC 2595)
+	TLSImplicit                // TLS from the first byte (RFC 8314)
+)
+
+// ConnectMode says when a listener's sessions connect to their backend.
+type ConnectMode int
+
+// The connect modes.
+const (
+	// ConnectOnAccept dials the listener's backend at once and relays its
+	// greeting; the client logs in to the backend directly.
+	ConnectOnAccept ConnectMode = iota
+	// ConnectAfterAuth makes popgate greet and take the login itself, then
+	// route, dial and log in to the backend.
+	ConnectAfterAuth
+)
+
+// LoginMethod is how popgate logs in to a backend in after-auth mode.
+type LoginMethod int
+
+// The backend login methods.
+const (
+	LoginUser      LoginMethod = iota // USER/PASS
+	LoginAPOP                         // APOP with the backend greeting's timestamp
+	LoginSASLPlain                    // AUTH PLAIN (RFC 5034), optionally as a master user
+)
+
+// ForwardMode is how the client's address is passed to a backend.
+type ForwardMode int
+
+// The client address forwarding modes.
+const (
+	ForwardNone    ForwardMode = iota
+	ForwardXCLIENT             // Dovecot's XCLIENT ADDR/PORT, when the greeting offers [XCLIENT]
+	ForwardProxyV1             // PROXY protocol v1 header
+	ForwardProxyV2             // PROXY protocol v2 header
+)
+
+// Backend is one backend POP3 server.
+type Backend struct {
+	Name    string
+	Address string // host:port
+	TLS     TLSMode
+	// TLSConfig verifies the backend for TLSStartTLS and TLSImplicit.
+	TLSConfig      *tls.Config
+	Login          LoginMethod
+	Forward        ForwardMode
+	ConnectTimeout time.Duration // zero means 10s
+	ReadTimeout    time.Duration // zero means 60s
+	// MasterUser and MasterPassword, when set with LoginSASLPlain, log in
+	// as the master user on behalf of the client's login (authzid).
+	MasterUser     string
+	MasterPassword string
+}
+
+// Limits bound what one session, or all of them, may use.
+type Limits struct {
+	MaxLine          int           // command line octets incl. CRLF; 0 = 255
+	MaxErrors        int           // consecutive -ERR answers before closing; 0 = 5
+	MaxAuthTries     int           // failed logins per connection; 0 = 3
+	PreLoginTimeout  time.Duration // 0 = 60s
+	IdleTimeout      time.Duration // 0 = 10m (RFC 1939 minimum)
+	WriteTimeout     time.Duration // a client that reads nothing for this long is dropped; 0 = 60s
+	PipelineDepth    int           // commands in flight per session; 0 = 128
+	MaxSessions      int           // per listener group; 0 = unlimited
+	MaxSessionsPerIP int           // 0 = unlimited
+}
+
+func (l Limits) withDefaults() Limits {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defd := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&l.MaxLine, 255)
+	def(&l.MaxErrors, 5)
+	def(&l.MaxAuthTries, 3)
+	def(&l.PipelineDepth, 128)
+	defd(&l.PreLoginTimeout, 60*time.Second)
+	defd(&l.IdleTimeout, 10*time.Minute)
+	defd(&l.WriteTimeout, 60*time.Second)
+	return l
+}
+
+// Listener is one listening address and how its sessions behave.
+type Listener struct {
+	Name       string
+	Address    string
+	TLS        TLSMode
+	RequireTLS bool // refuse USER/PASS/APOP/AUTH until TLS is up
+	Connect    ConnectMode
+	Backend    string // default backend name
+	// ProxyProtocol expects a PROXY v1/v2 header from TrustedProxies and
+	// refuses connections from anyone else.
+	ProxyProtocol  bool
+	TrustedProxies []netip.Prefix
+	// Filters is the chain for this listener's sessions, outermost first.
+	Filters []filters.Filter
+	Limits  Limits
+}
+
+// Router picks a backend name for a login name in after-auth mode. It
+// returns "" to use the listener's backend.
+type Router interface {
+	Route(login string) string
+}
+
+// RouterFunc adapts a function to Router.
+type RouterFunc func(login string) string
+
+// Route calls f.
+func (f RouterFunc) Route(login string) string { return f(login) }
+
+// Config is one immutable snapshot of what the server runs. Reload swaps
+// snapshots; sessions keep the one they started with.
+type Config struct {
+	Listeners []Listener
+	Backends  map[string]*Backend
+	Router    Router // nil: always the listener's backend
+	// ServerTLS terminates client TLS (STLS and implicit). It may pick
+	// certificates per SNI and change them across reloads.
+	ServerTLS *tls.Config
+	// HandshakeTimeout bounds client TLS handshakes; 0 = 15s.
+	HandshakeTimeout time.Duration
+	// Hooks receives events for metrics; nil fields are skipped.
+	Hooks Hooks
+}
+
+// Hooks are optional callbacks for metrics and health. They must be fast
+// and safe for concurrent use.
+type Hooks struct {
+	SessionStarted func(listener string, tls bool)
+	SessionEnded   func(listener string, tls bool, end filters.SessionEnd)
+	Login          func(listener, mechanism, result string)
+	Command        func(verb, status string)
+	BackendDial    func(backend string, d time.Duration, err error)
+	Throttled      func(listener, reason string)
+}
+
+// Logger is the logging interface the proxy uses.
+type Logger = hclog.Logger

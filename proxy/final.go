@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// final is the innermost handler of every chain: before login in
+// after-auth mode it plays the POP3 server, otherwise it relays to the
+// backend.
+func (s *session) final(ctx context.Context, ex *filters.Exchange) error {
+	if s.info.State() == filters.Authorization && s.lst.Connect == ConnectAfterAuth {
+		return s.serveAuthorization(ctx, ex)
+	}
+	return s.roundTrip(ctx, ex)
+}
+
+// roundTrip sends ex.Out to the backend in FIFO order and reads its answer.
+func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
+	r, _ := ctx.Value(runKey{}).(*run)
+	if r == nil {
+		return errors.New("proxy: exchange outside a session run")
+	}
+	if r.calls > 0 && !r.exclusive {
+		return fmt.Errorf("proxy: a filter called the backend twice for pipelined %s; it must implement filters.Exclusive", ex.Command.Verb)
+	}
+	r.calls++
+	be := s.be
+	if be == nil {
+		return parser.NewError(parser.CodeSysTemp, "not connected to a backend", nil)
+	}
+	r.acquireSend()
+	if err := be.w.WriteCommand(ex.Out); err != nil {
+		if errors.Is(err, parser.ErrBadLine) {
+			return parser.NewError("", "command refused", err)
+		}
+		return fmt.Errorf("backend write: %w", err)
+	}
+	if err := r.flushBackend(); err != nil {
+		return err
+	}
+	if !r.exclusive {
+		r.releaseSend()
+	}
+	if !r.acquireOut() {
+		return context.Canceled
+	}
+	resp, err := be.r.ReadResponse()
+	if err != nil {
+		return fmt.Errorf("backend read: %w", err)
+	}
+	for resp.Status == parser.StatusContinue {
+		if ex.Prompt == nil || ex.Out.Verb != "AUTH" {
+			return fmt.Errorf("backend sent a continuation to %s", ex.Out.Verb)
+		}
+		line, perr := ex.Prompt(ctx, resp)
+		if perr != nil {
+			var pe *parser.Error
+			if !errors.As(perr, &pe) {
+				return perr
+			}
+			line = "*" // cancel the exchange on the backend too, then report
+		}
+		if err := be.w.WriteLine(line); err != nil {
+			return fmt.Errorf("backend write: %w", err)
+		}
+		if err := be.w.Flush(); err != nil {
+			return fmt.Errorf("backend write: %w", err)
+		}
+		if resp, err = be.r.ReadResponse(); err != nil {
+			return fmt.Errorf("backend read: %w", err)
+		}
+		if perr != nil && resp.Status != parser.StatusContinue {
+			return perr
+		}
+	}
+	ex.Response = resp
+	if parser.HasBody(ex.Out, resp) {
+		ex.Body = be.r.DotReader()
+		if ex.Out.Verb == "CAPA" {
+			body, err := s.filterCapa(ex.Body)
+			if err != nil {
+				return err
+			}
+			ex.Body = body
+		}
+	}
+	if s.info.State() == filters.Authorization {
+		s.trackPassthroughLogin(ex)
+	}
+	return nil
+}
+
+// trackPassthroughLogin follows a login that the client makes directly
+// with the backend (on-accept mode).
+func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
+	l := &s.info.Login
+	switch ex.Out.Verb {
+	case "USER":
+		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "user", Backend: l.Backend}
+	case "APOP":
+		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "apop", Backend: l.Backend}
+	case "AUTH":
+		if len(ex.Out.Args) > 0 {
+			l.Mechanism = strings.ToLower(ex.Out.Arg(0))
+		}
+	case "PASS":
+		l.Mechanism = "user"
+	default:
+		return
+	}
+	if ex.Out.Verb != "USER" && ex.Response.IsOK() && !(ex.Out.Verb == "AUTH" && len(ex.Out.Args) == 0) {
+		s.info.SetState(filters.Transaction)
+	}
+}
+
+// prompt sends a SASL continuation and returns the client's answer: a
+// base64 string, "=" or "*".
+func (s *session) prompt(ctx context.Context, challenge parser.Response) (string, error) {
+	if err := s.cw.WriteResponse(challenge); err != nil {
+		return "", fmt.Errorf("client write: %w", err)
+	}
+	if err := s.cw.Flush(); err != nil {
+		return "", fmt.Errorf("client write: %w", err)
+	}
+	line, err := s.cr.ReadLine()
+	if err != nil {
+		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrLineTooLong) {
+			return "", parser.NewError("", "malformed SASL response", err)
+		}
+		return "", fmt.Errorf("client read: %w", err)
+	}
+	str := string(line)
+	if str == "*" {
+		return "", parser.NewError("", "authentication cancelled", nil)
+	}
+	if !isBase64(str) {
+		return "", parser.NewError("", "malformed base64 in SASL response", nil)
+	}
+	return str, nil
+}
+
+func isBase64(s string) bool {
+	if s == "=" {
+		return true
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '=') {
+			return false
+		}
+	}
+	return true
+}
+
+// capaLines bounds a backend's CAPA list.
+const maxCapaBytes = 16 * 1024
+
+// filterCapa reads the backend's CAPA body and keeps what a client can
+// really use through popgate (RFC 2449 section 6).
+func (s *session) filterCapa(body io.Reader) (*bytes.Reader, error) {
+	var raw bytes.Buffer
+	buf := make([]byte, 4096)
+	for {
+		n, err := body.Read(buf)
+		if raw.Len()+n > maxCapaBytes {
+			return nil, errors.New("backend CAPA list too long")
+		}
+		raw.Write(buf[:n])
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, fmt.Errorf("backend CAPA: %w", err)
+		}
+	}
+	auth := s.info.State() == filters.Authorization
+	var out bytes.Buffer
+	for _, line := range strings.Split(raw.String(), "\r\n") {
+		name, _, _ := strings.Cut(line, " ")
+		switch strings.ToUpper(name) {
+		case "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "LOGIN-DELAY":
+			out.WriteString(line + "\r\n")
+		case "USER", "SASL":
+			if auth && !s.needTLS() {
+				out.WriteString(line + "\r\n")
+			}
+		}
+	}
+	if auth && s.lst.TLS == TLSStartTLS && s.info.TLS == nil {
+		out.WriteString("STLS\r\n")
+	}
+	return bytes.NewReader(out.Bytes()), nil
+}

@@ -1,0 +1,60 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// timeoutConn moves the read or write deadline forward before every call,
+// so a transfer may take as long as it keeps making progress, and counts
+// the octets each way.
+type timeoutConn struct {
+	net.Conn
+	readTimeout  time.Duration // 0: leave the read deadline alone
+	writeTimeout time.Duration
+	in, out      *atomic.Int64
+}
+
+func (c *timeoutConn) Read(p []byte) (int, error) {
+	if c.readTimeout > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout))
+	}
+	n, err := c.Conn.Read(p)
+	if c.in != nil {
+		c.in.Add(int64(n))
+	}
+	return n, err
+}
+
+func (c *timeoutConn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	}
+	n, err := c.Conn.Write(p)
+	if c.out != nil {
+		c.out.Add(int64(n))
+	}
+	return n, err
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// copyBufPool holds buffers for streaming bodies.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return &b }}
+
+// copyBody streams src to dst with a pooled buffer.
+func copyBody(dst io.Writer, src io.Reader) (int64, error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	// Hide WriterTo/ReaderFrom only when neither side has them; io.CopyBuffer
+	// prefers them and that is what we want for the parser's fast paths.
+	return io.CopyBuffer(dst, src, *bp)
+}

@@ -1,0 +1,278 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// A run is one exchange on its way through the session's FIFO. Exchanges
+// pass two batons in the order the client sent their commands: the send
+// turn (the right to write to the backend) and the output turn (the right
+// to read the backend's next response and to write to the client). A
+// pipelined exchange hands the send turn on as soon as its command is
+// written, so the next command goes out before this one's answer is in;
+// an exclusive exchange keeps it until it is done, so a filter may make
+// several round trips without another command interleaving.
+type run struct {
+	s     *session
+	ex    *filters.Exchange
+	seq   int64
+	local *parser.Response // answer without the chain, when set
+
+	sendPrev, outPrev <-chan struct{}
+	sendDone, outDone chan struct{}
+	haveSend, sendGone bool
+	haveOut, outGone   bool
+
+	flushSend bool // this exchange flushes the backend writer after sending
+	exclusive bool
+	calls     int
+	wrote     bool // some output for this exchange reached the client writer
+}
+
+type runKey struct{}
+
+// dispatch queues cmd (or a local answer) behind the exchanges in flight
+// and starts it. It blocks while the pipeline window is full.
+func (s *session) dispatch(cmd parser.Command, local *parser.Response) *run {
+	s.window <- struct{}{}
+	ex := &filters.Exchange{
+		Session: s.info,
+		Command: cmd,
+		Out:     parser.Command{Verb: cmd.Verb, Args: append([]string(nil), cmd.Args...)},
+		Started: time.Now(),
+	}
+	if cmd.Verb == "AUTH" {
+		ex.Prompt = s.prompt
+	}
+	r := &run{
+		s:        s,
+		ex:       ex,
+		seq:      s.dispatched.Add(1),
+		local:    local,
+		sendPrev: s.lastSend,
+		outPrev:  s.lastOut,
+		sendDone: make(chan struct{}),
+		outDone:  make(chan struct{}),
+	}
+	s.lastSend, s.lastOut = r.sendDone, r.outDone
+	r.flushSend = !s.moreBuffered() || len(s.window) == cap(s.window)
+	r.exclusive = local == nil && s.isExclusive(cmd)
+	s.inflight.Add(1)
+	go r.exec()
+	return r
+}
+
+func (s *session) isExclusive(cmd parser.Command) bool {
+	if s.info.State() != filters.Transaction {
+		return true
+	}
+	for _, e := range s.exclusive {
+		if e.Exclusive(cmd, s.info) {
+			return true
+		}
+	}
+	return false
+}
+
+// wait blocks until the exchange has written its output or failed.
+func (r *run) wait() { <-r.outDone }
+
+func (r *run) acquireSend() {
+	if !r.haveSend {
+		<-r.sendPrev
+		r.haveSend = true
+	}
+}
+
+func (r *run) releaseSend() {
+	r.acquireSend()
+	if !r.sendGone {
+		r.sendGone = true
+		close(r.sendDone)
+	}
+}
+
+// acquireOut waits for the output turn; false means the session is over.
+func (r *run) acquireOut() bool {
+	if !r.haveOut {
+		<-r.outPrev
+		r.haveOut = true
+	}
+	return r.s.ctx.Err() == nil
+}
+
+func (r *run) releaseOut() {
+	if !r.haveOut {
+		<-r.outPrev
+		r.haveOut = true
+	}
+	if !r.outGone {
+		r.outGone = true
+		close(r.outDone)
+	}
+}
+
+// flushBackend passes on the flush duty: commands written by earlier
+// pipelined exchanges sit in the buffer until the last of a burst flushes.
+func (r *run) flushBackend() error {
+	be := r.s.be
+	if be == nil || !r.flushSend && !r.exclusive || be.w.Buffered() == 0 {
+		return nil
+	}
+	if err := be.w.Flush(); err != nil {
+		return fmt.Errorf("backend write: %w", err)
+	}
+	return nil
+}
+
+func (r *run) exec() {
+	s := r.s
+	defer s.inflight.Done()
+	defer func() { <-s.window }()
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("exchange panic", "command", r.ex.Command.Verb, "panic", v)
+			s.abort("panic")
+		}
+		closeBody(r.ex)
+		r.releaseSend()
+		r.releaseOut()
+	}()
+	ctx := context.WithValue(s.ctx, runKey{}, r)
+	var err error
+	if r.local != nil {
+		r.ex.Response = *r.local
+	} else {
+		err = s.chain.Serve(ctx, r.ex)
+	}
+	if !r.sendGone {
+		// Never sent (answered locally, or refused): still pass on the
+		// flush duty in order.
+		r.acquireSend()
+		if ferr := r.flushBackend(); ferr != nil && err == nil {
+			err = ferr
+		}
+		r.releaseSend()
+	}
+	if !r.acquireOut() {
+		return
+	}
+	if err != nil {
+		var pe *parser.Error
+		if !errors.As(err, &pe) {
+			s.log.Warn("exchange failed; closing session", "command", r.ex.Command.Redacted(), "error", err)
+			if !r.wrote {
+				s.writeFinal(parser.Err(parser.CodeSysTemp, "backend connection lost, try again later"))
+			}
+			s.abort("backend-error")
+			return
+		}
+		s.log.Debug("command refused", "command", r.ex.Command.Redacted(), "error", err)
+		closeBody(r.ex)
+		r.ex.Response = pe.Response()
+	}
+	if err := s.output(r); err != nil {
+		s.log.Info("session closed while writing a response", "command", r.ex.Command.Verb, "error", err)
+		s.abort("write-error")
+		return
+	}
+	s.after(r)
+}
+
+// closeBody closes and forgets the exchange's body.
+func closeBody(ex *filters.Exchange) {
+	if c, ok := ex.Body.(io.Closer); ok {
+		c.Close()
+	}
+	ex.Body = nil
+}
+
+// output writes the exchange's response and body to the client. A body
+// that fails midway returns an error before the terminating dot is
+// written; the caller then closes the connection.
+func (s *session) output(r *run) error {
+	ex := r.ex
+	r.wrote = true
+	if err := s.cw.WriteResponse(ex.Response); err != nil {
+		return fmt.Errorf("client write: %w", err)
+	}
+	if ex.Body != nil && ex.Response.IsOK() {
+		dw := s.cw.DotWriter()
+		if _, err := copyBody(dw, ex.Body); err != nil {
+			return fmt.Errorf("relaying body: %w", err)
+		}
+		if err := dw.Close(); err != nil {
+			return fmt.Errorf("client write: %w", err)
+		}
+	}
+	closeBody(ex)
+	if s.info.State() != filters.Transaction || s.dispatched.Load() == r.seq || s.be == nil || s.be.r.Buffered() == 0 {
+		if err := s.cw.Flush(); err != nil {
+			return fmt.Errorf("client write: %w", err)
+		}
+	}
+	return nil
+}
+
+// after updates the session once an exchange's answer went out; it runs
+// while the exchange holds the output turn.
+func (s *session) after(r *run) {
+	cmd, resp := r.ex.Command, r.ex.Response
+	if h := s.cfg.Hooks.Command; h != nil {
+		h(cmd.Verb, resp.Status.String())
+	}
+	if resp.Status == parser.StatusErr {
+		s.consecutiveErrs++
+	} else {
+		s.consecutiveErrs = 0
+	}
+	switch cmd.Verb {
+	case "PASS", "APOP", "AUTH":
+		if r.local != nil || len(cmd.Args) == 0 && cmd.Verb == "AUTH" {
+			break
+		}
+		if s.info.State() == filters.Transaction && resp.IsOK() {
+			s.log.Info("login", "user", s.info.Login.User, "backend_user", s.info.Login.BackendUser,
+				"backend", s.info.Login.Backend, "mechanism", s.info.Login.Mechanism)
+			if h := s.cfg.Hooks.Login; h != nil {
+				h(s.lst.Name, s.info.Login.Mechanism, "ok")
+			}
+		} else if resp.Status == parser.StatusErr {
+			s.authFails++
+			s.log.Info("login failed", "user", s.info.Login.User, "code", resp.Code)
+			if h := s.cfg.Hooks.Login; h != nil {
+				h(s.lst.Name, s.info.Login.Mechanism, "fail")
+			}
+		}
+	case "DELE":
+		if resp.IsOK() {
+			s.deletesMarked++
+		}
+	case "RSET":
+		if resp.IsOK() {
+			s.deletesMarked = 0
+		}
+	case "QUIT":
+		s.quitting.Store(true)
+		s.setReason("quit")
+		if resp.IsOK() && s.info.State() == filters.Transaction && r.local == nil {
+			s.committed = true
+			s.info.SetState(filters.Update)
+		}
+	}
+	switch {
+	case s.authFails >= s.limits.MaxAuthTries:
+		s.writeFinal(parser.Err(parser.CodeAuth, "too many failed logins, closing"))
+		s.abort("too-many-auth-failures")
+	case s.consecutiveErrs >= s.limits.MaxErrors:
+		s.writeFinal(parser.Err("", "too many errors, closing"))
+		s.abort("too-many-errors")
+	}
+}

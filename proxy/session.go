@@ -1,0 +1,400 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pires/go-proxyproto"
+
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// session is one client connection and, once connected, its backend.
+type session struct {
+	srv    *Server
+	cfg    *Config
+	lst    *Listener
+	limits Limits
+	log    hclog.Logger
+	info   *filters.Session
+
+	chain     filters.Handler
+	exclusive []filters.Exclusive
+	observers []filters.Observer
+
+	raw  net.Conn // the accepted TCP connection
+	conn net.Conn // what the codec runs on: raw, or TLS over it
+	cr   *parser.Reader
+	cw   *parser.Writer
+	in   atomic.Int64
+	out  atomic.Int64
+
+	be *backendConn // nil until connected
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// Owned by the goroutine holding the output turn.
+	consecutiveErrs int
+	authFails       int
+	deletesMarked   int
+	committed       bool
+	stlsDone        bool
+
+	// Pipeline state, owned by the dispatcher (the run goroutine).
+	lastSend   chan struct{}
+	lastOut    chan struct{}
+	window     chan struct{}
+	dispatched atomic.Int64
+	inflight   sync.WaitGroup
+
+	endOnce  sync.Once
+	reasonMu sync.Mutex
+	reason   string
+	ipHeld   netip.Addr
+	quitting atomic.Bool
+}
+
+func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
+	limits := lst.Limits.withDefaults()
+	s := &session{
+		srv:    srv,
+		cfg:    cfg,
+		lst:    lst,
+		limits: limits,
+		raw:    conn,
+		window: make(chan struct{}, limits.PipelineDepth),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.info = &filters.Session{
+		ID:         id,
+		Listener:   lst.Name,
+		ClientAddr: conn.RemoteAddr(),
+		LocalAddr:  conn.LocalAddr(),
+		Started:    time.Now(),
+	}
+	s.log = srv.logger.With("session", id, "listener", lst.Name)
+	s.info.Logger = s.log
+	for _, f := range lst.Filters {
+		if e, ok := f.(filters.Exclusive); ok {
+			s.exclusive = append(s.exclusive, e)
+		}
+		if o, ok := f.(filters.Observer); ok {
+			s.observers = append(s.observers, o)
+		}
+	}
+	s.chain = filters.Chain(filters.HandlerFunc(s.final), lst.Filters...)
+	closed := make(chan struct{})
+	close(closed)
+	s.lastSend, s.lastOut = closed, closed
+	return s
+}
+
+// setReason records why the session ends; the first reason wins.
+func (s *session) setReason(r string) {
+	s.reasonMu.Lock()
+	if s.reason == "" {
+		s.reason = r
+	}
+	s.reasonMu.Unlock()
+}
+
+// abort ends the session at once: both connections are closed, the backend
+// without QUIT, so nothing is committed.
+func (s *session) abort(reason string) {
+	s.setReason(reason)
+	s.cancel()
+	s.raw.Close()
+	if be := s.be; be != nil {
+		be.close()
+	}
+}
+
+func (s *session) run() {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("session panic", "panic", v, "stack", string(debug.Stack()))
+			s.setReason("panic")
+		}
+		s.finish()
+	}()
+	if !s.accept() {
+		return
+	}
+	s.log = s.log.With("client", s.info.ClientAddr.String())
+	s.info.Logger = s.log
+	for _, o := range s.observers {
+		o.SessionStarted(s.info)
+	}
+	if h := s.cfg.Hooks.SessionStarted; h != nil {
+		h(s.lst.Name, s.info.TLS != nil)
+	}
+	s.log.Debug("session started")
+	if !s.greet() {
+		return
+	}
+	s.loop()
+}
+
+// accept applies the PROXY protocol, the per-address limit and implicit
+// TLS. It returns false when the session must end.
+func (s *session) accept() bool {
+	if s.lst.ProxyProtocol {
+		peer := addrPort(s.raw.RemoteAddr())
+		if !trusted(peer.Addr(), s.lst.TrustedProxies) {
+			s.log.Warn("PROXY protocol listener: connection from untrusted address refused", "peer", peer.String())
+			s.setReason("untrusted-proxy")
+			return false
+		}
+		pc := proxyproto.NewConn(s.raw, proxyproto.WithPolicy(proxyproto.REQUIRE),
+			proxyproto.SetReadHeaderTimeout(s.limits.PreLoginTimeout))
+		s.raw = pc
+		if pc.ProxyHeader() == nil { // reads the header, within the timeout
+			s.log.Warn("PROXY protocol header missing or invalid", "peer", peer.String())
+			s.setReason("bad-proxy-header")
+			return false
+		}
+		s.info.ClientAddr = pc.RemoteAddr()
+		s.info.LocalAddr = pc.LocalAddr()
+	}
+	ip := addrPort(s.info.ClientAddr).Addr()
+	if !s.srv.acquireIP(ip, s.limits.MaxSessionsPerIP) {
+		s.setReason("max-sessions-per-ip")
+		if s.cfg.Hooks.Throttled != nil {
+			s.cfg.Hooks.Throttled(s.lst.Name, "max-sessions-per-ip")
+		}
+		if s.lst.TLS != TLSImplicit {
+			s.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(s.raw, "-ERR [SYS/TEMP] too many connections from your address\r\n")
+		}
+		return false
+	}
+	s.ipHeld = ip
+	s.conn = s.raw
+	if s.lst.TLS == TLSImplicit {
+		tc, err := s.handshake(s.raw)
+		if err != nil {
+			s.log.Info("TLS handshake failed", "error", err)
+			s.setReason("tls-handshake")
+			return false
+		}
+		s.conn = tc
+	}
+	s.setupCodec()
+	return true
+}
+
+// handshake runs a server TLS handshake on c within the handshake timeout.
+func (s *session) handshake(c net.Conn) (net.Conn, error) {
+	timeout := s.cfg.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Second
+	}
+	tc := tls.Server(c, s.cfg.ServerTLS)
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("client TLS handshake: %w", err)
+	}
+	cs := tc.ConnectionState()
+	s.info.TLS = &cs
+	s.info.SNI = cs.ServerName
+	s.log = s.log.With("tls", tls.VersionName(cs.Version))
+	s.info.Logger = s.log
+	return tc, nil
+}
+
+// setupCodec (re)builds the client reader and writer over s.conn.
+func (s *session) setupCodec() {
+	tc := &timeoutConn{Conn: s.conn, writeTimeout: s.limits.WriteTimeout, in: &s.in, out: &s.out}
+	s.cr = parser.NewReader(bufio.NewReaderSize(tc, 4096), s.limits.MaxLine)
+	s.cw = parser.NewWriter(bufio.NewWriterSize(tc, 4096))
+}
+
+// greet sends the greeting; in on-accept mode it first connects to the
+// backend and relays its greeting.
+func (s *session) greet() bool {
+	var g parser.Response
+	if s.lst.Connect == ConnectOnAccept {
+		be, err := s.dial(s.ctx, s.cfg.Backends[s.lst.Backend])
+		if err != nil {
+			s.log.Warn("backend unavailable", "backend", s.lst.Backend, "error", err)
+			s.setReason("backend-unavailable")
+			s.writeFinal(parser.ErrorResponse(err))
+			return false
+		}
+		s.be = be
+		s.info.Login.Backend = be.name
+		g = be.greeting
+		g.Code = "" // e.g. [XCLIENT] is for popgate, not the client
+		s.info.Timestamp = be.timestamp
+	} else {
+		g = parser.OK("POP3 server ready")
+		if s.offersAPOP() {
+			s.info.Timestamp = newTimestamp()
+			g.Text += " " + s.info.Timestamp
+		}
+	}
+	if err := s.cw.WriteResponse(g); err != nil {
+		s.setReason("client-write")
+		return false
+	}
+	if err := s.cw.Flush(); err != nil {
+		s.setReason("client-closed")
+		return false
+	}
+	return true
+}
+
+// writeFinal writes a last response and flushes, ignoring errors.
+func (s *session) writeFinal(r parser.Response) {
+	if s.cw == nil {
+		return
+	}
+	s.cw.WriteResponse(r)
+	s.cw.Flush()
+}
+
+// loop reads commands until the session ends.
+func (s *session) loop() {
+	for {
+		cmd, err := s.readCommand()
+		if err != nil {
+			if s.handleReadError(err) {
+				continue
+			}
+			return
+		}
+		if !s.handle(cmd) {
+			return
+		}
+	}
+}
+
+// handleReadError answers a malformed line (and returns true to go on), or
+// ends the session on I/O errors.
+func (s *session) handleReadError(err error) bool {
+	switch {
+	case errors.Is(err, parser.ErrLineTooLong):
+		return s.localReply(parser.Err("", "line too long"))
+	case errors.Is(err, parser.ErrBadLine):
+		return s.localReply(parser.Err("", "line contains a bare CR, bare LF or NUL; refused"))
+	case errors.Is(err, parser.ErrBadCommand):
+		return s.localReply(parser.Err("", "malformed command"))
+	case isTimeout(err):
+		s.waitIdle()
+		s.setReason("timeout")
+		s.writeFinal(parser.Err("", "autologout; idle for too long"))
+		return false
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		s.setReason("client-closed")
+		return false
+	default:
+		s.setReason("client-error")
+		s.log.Debug("client read failed", "error", err)
+		return false
+	}
+}
+
+// readCommand waits for the next command. While exchanges are in flight
+// the session is not idle, so the wait is extended.
+func (s *session) readCommand() (parser.Command, error) {
+	for {
+		timeout := s.limits.IdleTimeout
+		if s.info.State() == filters.Authorization {
+			timeout = s.limits.PreLoginTimeout
+		}
+		s.conn.SetReadDeadline(time.Now().Add(timeout))
+		_, err := s.cr.R.Peek(1)
+		if err == nil {
+			break
+		}
+		if isTimeout(err) && s.busy() && s.ctx.Err() == nil {
+			continue
+		}
+		return parser.Command{}, err
+	}
+	return s.cr.ReadCommand()
+}
+
+// busy reports whether exchanges are still in flight.
+func (s *session) busy() bool { return len(s.window) > 0 }
+
+// waitIdle waits until no exchange is in flight.
+func (s *session) waitIdle() { s.inflight.Wait() }
+
+// moreBuffered reports whether a complete command line is already buffered.
+func (s *session) moreBuffered() bool {
+	n := s.cr.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := s.cr.R.Peek(n)
+	return bytes.IndexByte(b, '\n') >= 0
+}
+
+// finish releases everything and reports the end of the session.
+func (s *session) finish() {
+	s.endOnce.Do(func() {
+		s.cancel()
+		s.inflight.Wait()
+		s.setReason("client-closed")
+		if s.be != nil {
+			s.be.close() // never QUIT: only the client's own QUIT is relayed
+		}
+		s.raw.Close()
+		if s.ipHeld.IsValid() {
+			s.srv.releaseIP(s.ipHeld)
+		}
+		end := filters.SessionEnd{
+			Reason:        s.reason,
+			BytesIn:       s.in.Load(),
+			BytesOut:      s.out.Load(),
+			Duration:      time.Since(s.info.Started),
+			DeletesMarked: s.deletesMarked,
+			Committed:     s.committed,
+		}
+		for _, o := range s.observers {
+			o.SessionEnded(s.info, end)
+		}
+		if h := s.cfg.Hooks.SessionEnded; h != nil {
+			h(s.lst.Name, s.info.TLS != nil, end)
+		}
+		s.log.Info("session ended", "reason", end.Reason, "user", s.info.Login.User,
+			"bytes_in", end.BytesIn, "bytes_out", end.BytesOut, "duration", end.Duration.Round(time.Millisecond))
+	})
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if a == nil {
+		return netip.AddrPort{}
+	}
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+func trusted(ip netip.Addr, nets []netip.Prefix) bool {
+	for _, p := range nets {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
+}
