@@ -25,8 +25,8 @@ type run struct {
 	seq   int64
 	local *parser.Response // answer without the chain, when set
 
-	sendPrev, outPrev <-chan struct{}
-	sendDone, outDone chan struct{}
+	sendPrev, outPrev  <-chan struct{}
+	sendDone, outDone  chan struct{}
 	haveSend, sendGone bool
 	haveOut, outGone   bool
 
