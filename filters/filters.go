@@ -67,6 +67,14 @@ type Exclusive interface {
 	Exclusive(cmd parser.Command, s *Session) bool
 }
 
+// LoginRewriter is implemented by filters that edit a login after the
+// client gave its credentials and before routing and the backend login
+// (after-auth mode): rewrite the login name, map it, or substitute a
+// password. Rewriters run in the chain's order.
+type LoginRewriter interface {
+	RewriteLogin(s *Session, l *Login) error
+}
+
 // Observer is implemented by filters that want session lifecycle events.
 type Observer interface {
 	SessionStarted(s *Session)
@@ -120,6 +128,9 @@ type Session struct {
 	// Timestamp is the APOP timestamp of the greeting the client saw,
 	// including angle brackets; empty if none.
 	Timestamp string
+	// AfterAuth is true when popgate itself takes the login (after-auth
+	// mode) and false when the client logs in to the backend directly.
+	AfterAuth bool
 	// Login is the login in progress (AUTHORIZATION) or done.
 	Login  Login
 	Logger hclog.Logger

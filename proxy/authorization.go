@@ -31,7 +31,6 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 			return nil
 		}
 		l.Password = ex.Out.Arg(0)
-		l.Mechanism = "user"
 		ex.Response = s.login(ctx)
 	case "QUIT":
 		ex.Response = parser.OK("popgate signing off")
@@ -52,6 +51,12 @@ func (s *session) login(ctx context.Context) parser.Response {
 	defer func() { l.Password = "" }()
 	if l.BackendUser == "" {
 		l.BackendUser = l.User
+	}
+	for _, rw := range s.rewriters {
+		if err := rw.RewriteLogin(s.info, l); err != nil {
+			s.log.Warn("login rewriting refused the login", "user", l.User, "error", err)
+			return parser.ErrorResponse(parser.NewError(parser.CodeAuth, "authentication failed", err))
+		}
 	}
 	name := s.lst.Backend
 	if s.cfg.Router != nil {
@@ -96,7 +101,11 @@ func (s *session) localCapa() string {
 	var b strings.Builder
 	b.WriteString("TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n")
 	if !s.needTLS() {
-		b.WriteString("USER\r\nSASL PLAIN LOGIN\r\n")
+		b.WriteString("USER\r\nSASL PLAIN LOGIN")
+		if s.offersAPOP() {
+			b.WriteString(" CRAM-MD5")
+		}
+		b.WriteString("\r\n")
 	}
 	if s.lst.TLS == TLSStartTLS && s.info.TLS == nil {
 		b.WriteString("STLS\r\n")
@@ -135,7 +144,11 @@ func newTimestamp() string {
 func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 	if len(ex.Out.Args) == 0 {
 		ex.Response = parser.OK("methods supported")
-		ex.Body = strings.NewReader("PLAIN\r\nLOGIN\r\n")
+		mechs := "PLAIN\r\nLOGIN\r\n"
+		if s.offersAPOP() {
+			mechs += "CRAM-MD5\r\n"
+		}
+		ex.Body = strings.NewReader(mechs)
 		return nil
 	}
 	mech := strings.ToUpper(ex.Out.Arg(0))

@@ -34,6 +34,7 @@ type session struct {
 	chain     filters.Handler
 	exclusive []filters.Exclusive
 	observers []filters.Observer
+	rewriters []filters.LoginRewriter
 
 	raw  net.Conn // the accepted TCP connection
 	conn net.Conn // what the codec runs on: raw, or TLS over it
@@ -85,12 +86,16 @@ func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id strin
 		ClientAddr: conn.RemoteAddr(),
 		LocalAddr:  conn.LocalAddr(),
 		Started:    time.Now(),
+		AfterAuth:  lst.Connect == ConnectAfterAuth,
 	}
 	s.log = srv.logger.With("session", id, "listener", lst.Name)
 	s.info.Logger = s.log
 	for _, f := range lst.Filters {
 		if e, ok := f.(filters.Exclusive); ok {
 			s.exclusive = append(s.exclusive, e)
+		}
+		if rw, ok := f.(filters.LoginRewriter); ok {
+			s.rewriters = append(s.rewriters, rw)
 		}
 		if o, ok := f.(filters.Observer); ok {
 			s.observers = append(s.observers, o)

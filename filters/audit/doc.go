@@ -1,0 +1,76 @@
+// Package audit is popgate's audit filter: a JSON-lines trail of who
+// accessed which mailbox, how, and what they read and deleted.
+//
+// Every record is one JSON object (RFC 8259) on one line, with snake_case
+// field names. Every record starts with "time" (RFC 3339 with nanoseconds,
+// UTC), "event", "session" (the session id), "client" (the real client
+// address, ip:port, after the PROXY protocol) and "listener". The events:
+//
+//   - session_start: local, tls_version, tls_cipher, sni (empty in
+//     plaintext).
+//   - tls: once, when a session that started in plaintext is first seen
+//     with TLS after STLS (RFC 2595); tls_version, tls_cipher, sni.
+//   - session_end: duration_ms, bytes_in, bytes_out, reason,
+//     deletes_marked, deletes_committed, from filters.SessionEnd.
+//   - command, for every exchange: seq (ordinal in the session), verb,
+//     args (as parser.Command.Redacted prints them: PASS, APOP and AUTH
+//     secrets masked), out (the command last sent to the backend, redacted,
+//     when it differs), status ("+OK"/"-ERR"), code (RFC 2449/3206 response
+//     code), bytes (body octets, decoded, delivered to the client),
+//     duration_us, complete (false when the body was cut short or never
+//     read to its end) and error.
+//   - auth, after the command record of an exchange that completes a login
+//     attempt (PASS, APOP, AUTH with a mechanism; RFC 1939, RFC 5034)
+//     with a final +OK or -ERR: client_user, backend_user, mechanism and
+//     backend from filters.Login, result ("ok"/"fail") and code. Never the
+//     password.
+//   - retrieve, for RETR and TOP answered +OK: verb, msg, lines (TOP),
+//     uidl, size (octets delivered), message_id (RFC 5322 section 3.6.4)
+//     and complete.
+//   - delete, for DELE answered +OK: msg and uidl (if known).
+//   - commit, for QUIT answered +OK in the TRANSACTION state (RFC 1939
+//     section 6): count and msgs, the deletions marked since the last RSET
+//     (msgs_truncated when the list was cut at 100,000).
+//   - scan, written by RecordVerdict: verb, msg, verdict ("clean",
+//     "infected", "error", "skipped-oversize"), virus, error, bytes,
+//     duration_us.
+//
+// Unique-ids (RFC 1939 section 7) are learnt from the client's own UIDL
+// commands as their answers stream past, bounded per session. For RETR or
+// TOP of a message whose unique-id is still unknown, the filter first asks
+// the backend "UIDL n" on the same exchange (so it implements
+// filters.Exclusive for those); once a backend has answered RETR but not
+// UIDL n, it is not asked again in that session.
+//
+// The Message-ID is found by a scanner that looks at the body as the
+// session streams it, without buffering or delaying it, within the first
+// 64 KiB of the header section.
+//
+// Hash chain (Config.Chain): the last two fields of each line are
+// "prev_hash", the hash of the record before it, and "hash", the hex
+// SHA-256 of the line as written up to the hash field, with the closing
+// brace: the line is content[:len(content)-1] + `,"hash":"` + hex + `"}`.
+// A chain starts with prev_hash "". When a file is opened that already
+// ends in a chained record, its hash continues the chain; after Reopen
+// (logrotate's rename and SIGHUP) the new file's first record carries the
+// old file's last hash, so VerifyFrom can check a series of files. Verify
+// detects any change to a line (a single byte anywhere, including the last
+// line), but not whole records removed from the start or the end.
+//
+// Contracts:
+//   - The filter belongs first in the chain: it then sees each client
+//     command once, with Out equal to Command, and the Login that inner
+//     filters completed.
+//   - Records of an exchange with a body are written when the session has
+//     read it to its end (or fails to, or the session ends): the filter
+//     cannot know sooner how much was delivered.
+//   - Each record is written with a single write of one whole line, under
+//     a mutex, with no buffer kept between records: a crash loses at most
+//     the record being written. A failing write is logged once until
+//     writing works again and never stops mail access.
+//   - Per-session state lives in filters.Session values, is bounded
+//     (100,000 unique-ids of at most 70 octets, 4 MiB), safe for pipelined
+//     exchanges, and dropped at SessionEnded.
+//   - Secrets never reach the trail: commands are written only in their
+//     Redacted form, and Login.Password is never read.
+package audit

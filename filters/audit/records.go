@@ -1,0 +1,156 @@
+package audit
+
+import (
+	"crypto/tls"
+	"net"
+	"time"
+
+	"github.com/popgate/popgate/filters"
+)
+
+// The event names written in the "event" field.
+const (
+	EventSessionStart = "session_start"
+	EventSessionEnd   = "session_end"
+	EventTLS          = "tls"
+	EventAuth         = "auth"
+	EventCommand      = "command"
+	EventRetrieve     = "retrieve"
+	EventDelete       = "delete"
+	EventCommit       = "commit"
+	EventScan         = "scan"
+)
+
+// The verdicts written in the "verdict" field of a scan record.
+const (
+	VerdictClean           = "clean"
+	VerdictInfected        = "infected"
+	VerdictError           = "error"
+	VerdictSkippedOversize = "skipped-oversize"
+)
+
+// header is the part every record starts with. The field order of the
+// structs below is the field order on the line.
+type header struct {
+	Time     string `json:"time"`
+	Event    string `json:"event"`
+	Session  string `json:"session"`
+	Client   string `json:"client"`
+	Listener string `json:"listener"`
+}
+
+func newHeader(event string, s *filters.Session, now time.Time) header {
+	h := header{Time: now.UTC().Format(time.RFC3339Nano), Event: event}
+	if s != nil {
+		h.Session = s.ID
+		h.Client = addrString(s.ClientAddr)
+		h.Listener = s.Listener
+	}
+	return h
+}
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+type sessionStartRecord struct {
+	header
+	Local      string `json:"local"`
+	TLSVersion string `json:"tls_version"`
+	TLSCipher  string `json:"tls_cipher"`
+	SNI        string `json:"sni"`
+}
+
+// tlsRecord is written once when a session that started in plaintext is
+// first seen with TLS (after STLS).
+type tlsRecord struct {
+	header
+	TLSVersion string `json:"tls_version"`
+	TLSCipher  string `json:"tls_cipher"`
+	SNI        string `json:"sni"`
+}
+
+type sessionEndRecord struct {
+	header
+	DurationMS       int64  `json:"duration_ms"`
+	BytesIn          int64  `json:"bytes_in"`
+	BytesOut         int64  `json:"bytes_out"`
+	Reason           string `json:"reason"`
+	DeletesMarked    int    `json:"deletes_marked"`
+	DeletesCommitted bool   `json:"deletes_committed"`
+}
+
+type authRecord struct {
+	header
+	ClientUser  string `json:"client_user"`
+	BackendUser string `json:"backend_user"`
+	Mechanism   string `json:"mechanism"`
+	Backend     string `json:"backend"`
+	Result      string `json:"result"`
+	Code        string `json:"code"`
+}
+
+type commandRecord struct {
+	header
+	Seq        int64  `json:"seq"`
+	Verb       string `json:"verb"`
+	Args       string `json:"args"`
+	Out        string `json:"out,omitempty"`
+	Status     string `json:"status"`
+	Code       string `json:"code"`
+	Bytes      int64  `json:"bytes"`
+	DurationUS int64  `json:"duration_us"`
+	Complete   bool   `json:"complete"`
+	Error      string `json:"error,omitempty"`
+}
+
+type retrieveRecord struct {
+	header
+	Verb      string `json:"verb"`
+	Msg       int    `json:"msg"`
+	Lines     *int   `json:"lines,omitempty"`
+	UIDL      string `json:"uidl"`
+	Size      int64  `json:"size"`
+	MessageID string `json:"message_id"`
+	Complete  bool   `json:"complete"`
+}
+
+type deleteRecord struct {
+	header
+	Msg  int    `json:"msg"`
+	UIDL string `json:"uidl"`
+}
+
+type commitRecord struct {
+	header
+	Count     int   `json:"count"`
+	Msgs      []int `json:"msgs"`
+	Truncated bool  `json:"msgs_truncated,omitempty"`
+}
+
+type scanRecord struct {
+	header
+	Verb       string `json:"verb"`
+	Msg        int    `json:"msg"`
+	Verdict    string `json:"verdict"`
+	Virus      string `json:"virus"`
+	Error      string `json:"error"`
+	Bytes      int64  `json:"bytes"`
+	DurationUS int64  `json:"duration_us"`
+}
+
+// tlsFields returns the version, cipher suite and server name of a TLS
+// connection state, or empty strings for plaintext.
+func tlsFields(s *filters.Session) (version, cipher, sni string) {
+	if s == nil || s.TLS == nil {
+		return "", "", ""
+	}
+	sni = s.SNI
+	if sni == "" {
+		sni = s.TLS.ServerName
+	}
+	return tls.VersionName(s.TLS.Version), tls.CipherSuiteName(s.TLS.CipherSuite), sni
+}

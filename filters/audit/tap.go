@@ -1,0 +1,88 @@
+package audit
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"time"
+)
+
+// tap wraps an exchange's Body. It counts the octets the session reads from
+// it (and so delivers to the client), lets the scanners look at them as
+// they pass, and writes the exchange's records once the body ends: at EOF,
+// at a read error, or when the session ends with the body unread. It never
+// holds back or copies the stream beyond one scanner line.
+type tap struct {
+	r     io.Reader
+	f     *Filter
+	st    *session
+	start time.Time
+
+	mu       sync.Mutex // guards what follows; Read and finish may race
+	n        int64
+	finished bool
+	cmd      commandRecord
+	retrieve *retrieveRecord   // nil unless RETR or TOP
+	msgid    *messageIDScanner // nil unless RETR or TOP
+	uidl     *uidlScanner      // nil unless a UIDL listing
+}
+
+// Read reads from the wrapped body.
+func (t *tap) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.mu.Lock()
+		if !t.finished {
+			t.n += int64(n)
+			if t.msgid != nil {
+				t.msgid.write(p[:n])
+			}
+			if t.uidl != nil {
+				t.uidl.write(p[:n])
+			}
+		}
+		t.mu.Unlock()
+	}
+	if err != nil {
+		t.finish(err)
+	}
+	return n, err
+}
+
+// finish writes the exchange's records, once. err is io.EOF for a body
+// read to its end.
+func (t *tap) finish(err error) {
+	t.mu.Lock()
+	if t.finished {
+		t.mu.Unlock()
+		return
+	}
+	t.finished = true
+	complete := errors.Is(err, io.EOF)
+	now := time.Now()
+	cmd := t.cmd
+	cmd.Time = now.UTC().Format(time.RFC3339Nano)
+	cmd.Bytes = t.n
+	cmd.DurationUS = now.Sub(t.start).Microseconds()
+	cmd.Complete = complete
+	if !complete {
+		cmd.Error = err.Error()
+	}
+	var ret *retrieveRecord
+	if t.retrieve != nil {
+		r := *t.retrieve
+		ret = &r
+		t.msgid.close()
+		ret.Time = cmd.Time
+		ret.Size = t.n
+		ret.MessageID = t.msgid.id
+		ret.Complete = complete
+	}
+	t.mu.Unlock()
+
+	t.st.removePending(t)
+	t.f.record(&cmd)
+	if ret != nil {
+		t.f.record(ret)
+	}
+}

@@ -1,0 +1,59 @@
+// Package clamav is popgate's virus scanning filter and its clamd client.
+//
+// The client speaks clamd's INSTREAM command (clamd(8)) over TCP or a unix
+// socket: "zINSTREAM\0", then chunks of a 4-octet big-endian length and
+// that many octets, then a zero-length chunk; clamd answers one
+// NUL-terminated line, "stream: OK", "stream: NAME FOUND" or "... ERROR".
+// A Stream is an io.Writer that gathers octets into ChunkSize chunks;
+// Close returns the Verdict. Past StreamMaxLength clamd answers
+// "INSTREAM size limit exceeded. ERROR" and closes the connection, which a
+// writer still sending sees as EPIPE or ECONNRESET: the Stream then reads
+// the reply and reports ErrSizeLimit rather than the write error.
+//
+// The filter (name "clamav") handles +OK answers to RETR and TOP (RFC 1939
+// sections 7 and 11) and passes every other command straight on. It reads
+// the body to its end, writing every octet both into a spool
+// (filters/spool) and into a clamd stream, so the verdict is ready when the
+// last octet has arrived: the latency added is clamd's tail, with no second
+// pass over the message. Then:
+//
+//   - clean: the spooled message is delivered unchanged, or with
+//     ScannedHeader in front when Config.AddHeader is set.
+//   - infected, on_infected "replace" (default): a notice is delivered
+//     instead, an RFC 5322 message with CRLF lines that keeps the Date,
+//     From, To, Subject (prefixed with SubjectPrefix) and Message-ID fields
+//     of the original and names the virus in a text/plain body.
+//   - infected, on_infected "reject": -ERR [SYS/PERM] (RFC 3206).
+//   - no verdict (clamd unreachable, timed out, refusing; a body larger
+//     than MaxSize): on_error "reject" (default) answers -ERR [SYS/TEMP]
+//     for that message only, and the session goes on; on_error "pass"
+//     delivers the message unscanned and logs a warning.
+//   - a spool failure (disk full): -ERR [SYS/TEMP], whatever on_error says,
+//     since the message can no longer be delivered whole.
+//
+// Contracts:
+//   - Memory stays flat whatever the message size: one read buffer, one
+//     chunk buffer, and at most Config.SpoolMemory octets per message; the
+//     rest waits in an unlinked temporary file in Config.SpoolDir.
+//   - Disk use per message is bounded by Config.MaxSize. A body larger than
+//     MaxSize stops being scanned at that point. With on_error "reject" the
+//     rest is read and discarded (the backend must be drained anyway), so
+//     such a message is never deliverable: that is what "reject" means.
+//     With on_error "pass" the filter stops reading and delivers the
+//     spooled prefix followed by the rest of the body straight from the
+//     backend, unscanned.
+//   - A truncated backend body (io.ErrUnexpectedEOF or any read error) is
+//     returned from Serve, wrapped, and nothing is delivered: a truncated
+//     message never looks complete.
+//   - A delivered Body that holds a spool implements io.Closer: it
+//     releases the spool at its end, on a read error, or on Close. The
+//     session should Close a Body that implements io.Closer when the
+//     exchange ends, so a client that goes away mid-message does not hold
+//     a spool until garbage collection.
+//   - Where the message changes (ScannedHeader, notice), a "+OK N octets"
+//     reply is corrected to the octets delivered; LIST sizes are not.
+//   - Every scanned message is reported to Config.OnVerdict as a
+//     VerdictEvent, and logged: clean at Debug, infected at Info, not
+//     scanned at Warn, spool failures at Error.
+//   - The filter opens no socket but clamd's.
+package clamav

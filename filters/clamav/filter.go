@@ -1,0 +1,194 @@
+package clamav
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// Defaults for the zero values of Config.
+const (
+	// DefaultMaxSize is clamd's own default StreamMaxLength (25M).
+	DefaultMaxSize = 25 << 20
+	// DefaultSpoolMemory is how much of one body is held in memory before
+	// the spool moves to a temporary file.
+	DefaultSpoolMemory = 1 << 20
+)
+
+// The values of Config.OnInfected and Config.OnError.
+const (
+	OnInfectedReplace = "replace"
+	OnInfectedReject  = "reject"
+	OnErrorReject     = "reject"
+	OnErrorPass       = "pass"
+)
+
+// ScannedHeader is the header field prepended to clean messages when
+// Config.AddHeader is set.
+const ScannedHeader = "X-Virus-Scanned: popgate (clamd)\r\n"
+
+// The responses the filter answers with instead of the message.
+var (
+	// respInfected answers a message refused because it carries a virus.
+	respInfected = parser.Err(parser.CodeSysPerm, "message rejected by virus scanner")
+	// respUnavailable answers a message that could not be scanned.
+	respUnavailable = parser.Err(parser.CodeSysTemp, "virus scanner unavailable, try again later")
+)
+
+// Config configures the clamav filter. The zero value of each field but
+// Address is a documented default.
+type Config struct {
+	// Address is clamd's address: "tcp://host:port" or "unix:///path".
+	Address string
+	// OnInfected is what happens to an infected message: "replace" (the
+	// default) delivers a notice in its place, "reject" answers
+	// -ERR [SYS/PERM] so the message stays on the server.
+	OnInfected string
+	// OnError is what happens when a message cannot be scanned (clamd
+	// unreachable, too slow, refusing, or the message larger than MaxSize):
+	// "reject" (the default) answers -ERR [SYS/TEMP] for that message, and
+	// a message larger than MaxSize is then never deliverable; "pass"
+	// delivers it unscanned and logs a warning.
+	OnError string
+	// MaxSize is the largest body scanned, in octets; 0 means
+	// DefaultMaxSize. Keep it at or below clamd's StreamMaxLength. It also
+	// bounds the spool of one message.
+	MaxSize int64
+	// Timeout bounds each exchange with clamd: the dial, each chunk sent,
+	// and the wait for the verdict after the last octet; 0 means
+	// DefaultTimeout. A slow backend does not count against it.
+	Timeout time.Duration
+	// SpoolDir is where bodies larger than SpoolMemory wait for their
+	// verdict; "" means os.TempDir().
+	SpoolDir string
+	// SpoolMemory is how much of one body is held in memory; 0 means
+	// DefaultSpoolMemory, a negative value holds nothing in memory.
+	SpoolMemory int64
+	// AddHeader prepends ScannedHeader to clean messages. Off by default:
+	// the message then has more octets than LIST announced (the size in a
+	// "+OK N octets" reply is corrected).
+	AddHeader bool
+	// OnVerdict, if set, is called once for every scanned RETR or TOP,
+	// from the session's goroutine, before the response goes to the
+	// client. The wiring connects it to audit logs and metrics.
+	OnVerdict func(s *filters.Session, ev VerdictEvent)
+}
+
+// Action is what the filter did with a message.
+type Action string
+
+// The actions of a VerdictEvent.
+const (
+	ActionDeliver  Action = "deliver"  // clean, delivered
+	ActionReplace  Action = "replace"  // infected, replaced by a notice
+	ActionReject   Action = "reject"   // infected, answered -ERR [SYS/PERM]
+	ActionTempFail Action = "tempfail" // not scanned, answered -ERR [SYS/TEMP]
+	ActionPass     Action = "pass"     // not scanned, delivered as it was
+)
+
+// VerdictEvent reports the scan of one message to Config.OnVerdict.
+type VerdictEvent struct {
+	// Command is the client's command, RETR or TOP.
+	Command parser.Command
+	// Verdict is clamd's answer; meaningful only when Err is nil.
+	Verdict Verdict
+	// Err is why there is no verdict: clamd unreachable, timed out or
+	// refusing (ReplyError, ErrSizeLimit), ErrTooBig, or a spool failure.
+	Err error
+	// Action is what the filter did.
+	Action Action
+	// Size is the octets of the body read from the backend before the
+	// decision; with ActionPass after ErrTooBig the rest follows unread.
+	Size int64
+}
+
+// Filter is the clamav filter: it scans the bodies of RETR and TOP with
+// clamd while they arrive from the backend and delivers, replaces or
+// refuses each message according to the verdict. It implements
+// filters.Filter and is safe for concurrent use by many sessions.
+type Filter struct {
+	cfg    Config
+	client *Client
+	logger hclog.Logger
+}
+
+var _ filters.Filter = (*Filter)(nil)
+
+// New validates cfg, fills in its defaults and returns the filter. It does
+// not connect to clamd: a clamd that is down is an error per message, not
+// at startup. A nil logger discards logs.
+func New(cfg Config, logger hclog.Logger) (*Filter, error) {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	client, err := NewClient(cfg.Address, cfg.Timeout)
+	if err != nil {
+		return nil, err
+	}
+	switch cfg.OnInfected {
+	case "":
+		cfg.OnInfected = OnInfectedReplace
+	case OnInfectedReplace, OnInfectedReject:
+	default:
+		return nil, fmt.Errorf("clamav: on_infected %q: want %q or %q", cfg.OnInfected, OnInfectedReplace, OnInfectedReject)
+	}
+	switch cfg.OnError {
+	case "":
+		cfg.OnError = OnErrorReject
+	case OnErrorReject, OnErrorPass:
+	default:
+		return nil, fmt.Errorf("clamav: on_error %q: want %q or %q", cfg.OnError, OnErrorReject, OnErrorPass)
+	}
+	switch {
+	case cfg.MaxSize < 0:
+		return nil, fmt.Errorf("clamav: max_size %d is negative", cfg.MaxSize)
+	case cfg.MaxSize == 0:
+		cfg.MaxSize = DefaultMaxSize
+	}
+	switch {
+	case cfg.Timeout < 0:
+		return nil, fmt.Errorf("clamav: timeout %v is negative", cfg.Timeout)
+	case cfg.Timeout == 0:
+		cfg.Timeout = DefaultTimeout
+	}
+	switch {
+	case cfg.SpoolMemory < 0:
+		cfg.SpoolMemory = 0
+	case cfg.SpoolMemory == 0:
+		cfg.SpoolMemory = DefaultSpoolMemory
+	}
+	return &Filter{cfg: cfg, client: client, logger: logger}, nil
+}
+
+// Name returns "clamav".
+func (f *Filter) Name() string { return "clamav" }
+
+// Config returns the configuration with its defaults filled in.
+func (f *Filter) Config() Config { return f.cfg }
+
+// Wrap returns a Handler that scans the bodies next returns for RETR and
+// TOP, and passes every other command straight to next.
+func (f *Filter) Wrap(next filters.Handler) filters.Handler {
+	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
+		if !scanned(ex.Command) && !scanned(ex.Out) {
+			return next.Serve(ctx, ex)
+		}
+		if err := next.Serve(ctx, ex); err != nil {
+			return err
+		}
+		if !ex.Response.IsOK() || ex.Body == nil {
+			return nil
+		}
+		return f.serve(ctx, ex)
+	})
+}
+
+// scanned reports whether cmd retrieves a message.
+func scanned(cmd parser.Command) bool {
+	return cmd.Verb == "RETR" || cmd.Verb == "TOP"
+}
