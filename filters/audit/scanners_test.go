@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 // scanMessageID runs a message through the scanner in chunks of the given
@@ -78,7 +79,7 @@ func TestTapPassesBodyUnchanged(t *testing.T) {
 	body := "Message-ID: <t@x>\r\n\r\n" + strings.Repeat("line of text\r\n", 5000)
 	for _, oneByte := range []bool{false, true} {
 		tp := &tap{r: strings.NewReader(body), f: f, st: newSession(), msgid: newMessageIDScanner(),
-			retrieve: &retrieveRecord{Verb: "RETR", Msg: 1}}
+			retrieve: &retrieveRecord{header: newHeader(EventRetrieve, nil, time.Now()), Verb: "RETR", Msg: 1}}
 		var r io.Reader = tp
 		if oneByte {
 			r = iotest.OneByteReader(tp)
