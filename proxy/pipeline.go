@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/popgate/popgate/filters"
@@ -178,12 +179,46 @@ func (r *run) exec() {
 		closeBody(r.ex)
 		r.ex.Response = pe.Response()
 	}
+	if d := s.loginDelay(r); d > 0 {
+		if h := s.cfg.Hooks.Throttled; h != nil {
+			h(s.lst.Name, "auth-delay")
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		}
+	}
 	if err := s.output(r); err != nil {
 		s.log.Info("session closed while writing a response", "command", r.ex.Command.Verb, "error", err)
 		s.abort("write-error")
 		return
 	}
 	s.after(r)
+}
+
+// loginDelay records the outcome of a login attempt with the throttle and
+// returns how long to hold back a failure answer.
+func (s *session) loginDelay(r *run) time.Duration {
+	cmd, resp := r.ex.Command, r.ex.Response
+	if r.local != nil || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
+		return 0
+	}
+	user := "user:" + strings.ToLower(s.info.Login.User)
+	if s.info.State() == filters.Transaction {
+		s.srv.throttle.succeed(user)
+		return 0
+	}
+	if resp.Status != parser.StatusErr {
+		return 0
+	}
+	switch resp.Code {
+	case parser.CodeSysTemp, parser.CodeSysPerm, parser.CodeInUse, parser.CodeLoginDelay:
+		return 0
+	}
+	return s.srv.throttle.fail(time.Now(), "ip:"+addrPort(s.info.ClientAddr).Addr().String(), user)
 }
 
 // closeBody closes and forgets the exchange's body.

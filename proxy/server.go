@@ -28,6 +28,7 @@ type Server struct {
 	acceptWG  sync.WaitGroup
 	nextID    atomic.Uint64
 	idPrefix  string
+	throttle  *throttle
 }
 
 type boundListener struct {
@@ -48,6 +49,7 @@ func New(logger hclog.Logger) *Server {
 		sessions:  make(map[*session]struct{}),
 		perIP:     make(map[netip.Addr]int),
 		idPrefix:  fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff),
+		throttle:  newThrottle(),
 	}
 }
 
