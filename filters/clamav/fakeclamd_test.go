@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // testMarker stands for a virus in unit tests: the fake clamd reports
@@ -59,8 +60,10 @@ type fakeClamd struct {
 	wg   sync.WaitGroup
 
 	// ended receives a value each time a stream's zero-length chunk
-	// arrives, before the reply.
-	ended chan struct{}
+	// arrives, before the reply; recorded each time a scanRecord is
+	// added.
+	ended    chan struct{}
+	recorded chan struct{}
 
 	mu      sync.Mutex
 	conns   []net.Conn
@@ -72,7 +75,8 @@ type fakeClamd struct {
 // the test ends, and the test fails if a client broke the protocol.
 func startFake(t *testing.T, network string, mode fakeMode) *fakeClamd {
 	t.Helper()
-	f := &fakeClamd{mode: mode, limit: 100 << 10, done: make(chan struct{}), ended: make(chan struct{}, 100)}
+	f := &fakeClamd{mode: mode, limit: 100 << 10, done: make(chan struct{}),
+		ended: make(chan struct{}, 100), recorded: make(chan struct{}, 100)}
 	var err error
 	switch network {
 	case "tcp":
@@ -142,6 +146,21 @@ func (f *fakeClamd) scans() []scanRecord {
 	return append([]scanRecord(nil), f.records...)
 }
 
+// waitScans waits until n INSTREAM connections have been recorded and
+// returns their records; it fails the test after 10 seconds.
+func (f *fakeClamd) waitScans(t *testing.T, n int) []scanRecord {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for len(f.scans()) < n {
+		select {
+		case <-f.recorded:
+		case <-timeout:
+			t.Fatalf("fake clamd recorded %d scans, want %d", len(f.scans()), n)
+		}
+	}
+	return f.scans()
+}
+
 // serve handles one connection. It returns protocol violations only;
 // the client going away is not one.
 func (f *fakeClamd) serve(c net.Conn) error {
@@ -177,6 +196,10 @@ func (f *fakeClamd) serve(c net.Conn) error {
 			f.mu.Lock()
 			f.records = append(f.records, rec)
 			f.mu.Unlock()
+			select {
+			case f.recorded <- struct{}{}:
+			default: // a full buffer has wake-ups enough
+			}
 		}
 	}
 	defer record()
