@@ -420,12 +420,19 @@ func TestRecordVerdict(t *testing.T) {
 	f.RecordVerdict(s, retr, "Eicar-Test-Signature", false, nil, 68, time.Millisecond)
 	f.RecordVerdict(s, retr, "", false, errors.New("clamd: connection refused"), 0, 0)
 	f.RecordVerdict(s, parser.NewCommand("TOP", "4", "10"), "", false, errors.Join(errors.New("skip"), oversizeErr{}), 5, 0)
+	tooBig := errors.New("clamav: message larger than max_size, not scanned")
+	marked := Oversize(tooBig)
+	if !errors.Is(marked, tooBig) || marked.Error() != tooBig.Error() || Oversize(nil) != nil {
+		t.Fatal("Oversize changes its error")
+	}
+	f.RecordVerdict(s, retr, "", false, marked, 5, 0)
 	recs := records(t, path)
-	if len(recs) != 4 {
+	if len(recs) != 5 {
 		t.Fatalf("got %d records", len(recs))
 	}
 	want(t, recs[0], map[string]any{"event": "scan", "verb": "RETR", "msg": 4, "verdict": "clean", "virus": "", "error": "", "bytes": 1000, "duration_us": 2000})
 	want(t, recs[1], map[string]any{"verdict": "infected", "virus": "Eicar-Test-Signature", "bytes": 68})
 	want(t, recs[2], map[string]any{"verdict": "error", "error": "clamd: connection refused"})
 	want(t, recs[3], map[string]any{"verb": "TOP", "verdict": "skipped-oversize"})
+	want(t, recs[4], map[string]any{"verdict": "skipped-oversize", "error": tooBig.Error()})
 }
