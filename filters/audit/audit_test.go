@@ -436,3 +436,54 @@ func TestRecordVerdict(t *testing.T) {
 	want(t, recs[3], map[string]any{"verb": "TOP", "verdict": "skipped-oversize"})
 	want(t, recs[4], map[string]any{"verdict": "skipped-oversize", "error": tooBig.Error()})
 }
+
+// closeTracker is a body that records whether it was closed.
+type closeTracker struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closeTracker) Close() error { c.closed = true; return nil }
+
+func TestAbandonedBodyClosed(t *testing.T) {
+	f, path := newTest(t, false)
+	inner := &closeTracker{Reader: strings.NewReader("Message-ID: <c@x>\r\n\r\nbody\r\n")}
+	next := filters.HandlerFunc(func(_ context.Context, ex *filters.Exchange) error {
+		ex.Response, ex.Body = parser.OK(""), inner
+		return nil
+	})
+	s := testSession("s1")
+	s.SetState(filters.Authorization) // no UIDL lookup
+	ex := &filters.Exchange{Session: s, Command: parser.NewCommand("RETR", "1"), Out: parser.NewCommand("RETR", "1")}
+	if err := f.Wrap(next).Serve(context.Background(), ex); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 19)
+	io.ReadFull(ex.Body, buf)
+	c, ok := ex.Body.(io.Closer)
+	if !ok {
+		t.Fatal("wrapped body is not an io.Closer")
+	}
+	if err := c.Close(); err != nil || !inner.closed {
+		t.Fatalf("Close not passed on: %v, closed=%v", err, inner.closed)
+	}
+	recs := records(t, path)
+	want(t, only(recs, "command")[0], map[string]any{"bytes": 19, "complete": false, "error": errNotRead.Error()})
+	want(t, only(recs, "retrieve")[0], map[string]any{"size": 19, "complete": false, "message_id": "<c@x>"})
+
+	// A body read to its end and then closed is complete.
+	inner2 := &closeTracker{Reader: strings.NewReader("x\r\n")}
+	next2 := filters.HandlerFunc(func(_ context.Context, ex *filters.Exchange) error {
+		ex.Response, ex.Body = parser.OK(""), inner2
+		return nil
+	})
+	ex2 := &filters.Exchange{Session: s, Command: parser.NewCommand("CAPA"), Out: parser.NewCommand("CAPA")}
+	f.Wrap(next2).Serve(context.Background(), ex2)
+	io.Copy(io.Discard, ex2.Body)
+	ex2.Body.(io.Closer).Close()
+	cmds := only(records(t, path), "command")
+	want(t, cmds[len(cmds)-1], map[string]any{"verb": "CAPA", "bytes": 3, "complete": true})
+	if len(cmds) != 2 || !inner2.closed {
+		t.Fatalf("%d command records, closed=%v", len(cmds), inner2.closed)
+	}
+}

@@ -62,7 +62,8 @@
 //     command once, with Out equal to Command, and the Login that inner
 //     filters completed.
 //   - Records of an exchange with a body are written when the session has
-//     read it to its end (or fails to, or the session ends): the filter
+//     read it to its end, or closed it (io.Closer, which is passed on to
+//     the wrapped body), or the read failed, or the session ended: the filter
 //     cannot know sooner how much was delivered.
 //   - Each record is written with a single write of one whole line, under
 //     a mutex, with no buffer kept between records: a crash loses at most

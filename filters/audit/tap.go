@@ -10,7 +10,7 @@ import (
 // tap wraps an exchange's Body. It counts the octets the session reads from
 // it (and so delivers to the client), lets the scanners look at them as
 // they pass, and writes the exchange's records once the body ends: at EOF,
-// at a read error, or when the session ends with the body unread. It never
+// at a read error, at Close, or when the session ends with the body unread. It never
 // holds back or copies the stream beyond one scanner line.
 type tap struct {
 	r     io.Reader
@@ -47,6 +47,17 @@ func (t *tap) Read(p []byte) (int, error) {
 		t.finish(err)
 	}
 	return n, err
+}
+
+// Close finishes the records if the body was not read to its end (the
+// session closes a body it abandons) and closes the wrapped body when it is
+// an io.Closer, so that its resources (a spool file) are released.
+func (t *tap) Close() error {
+	t.finish(errNotRead)
+	if c, ok := t.r.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // finish writes the exchange's records, once. err is io.EOF for a body

@@ -15,6 +15,7 @@ const capaBuffer = 4096
 // capability tag (the first word, RFC 2449 section 6) hide reports true
 // for. Memory is constant; nothing is held back beyond one line.
 type capaFilter struct {
+	src       io.Reader
 	br        *bufio.Reader
 	hide      func(tag string) bool
 	pending   []byte // the rest of a kept piece, not yet returned
@@ -24,7 +25,7 @@ type capaFilter struct {
 }
 
 func newCapaFilter(r io.Reader, hide func(tag string) bool) *capaFilter {
-	return &capaFilter{br: bufio.NewReaderSize(r, capaBuffer), hide: hide, lineStart: true}
+	return &capaFilter{src: r, br: bufio.NewReaderSize(r, capaBuffer), hide: hide, lineStart: true}
 }
 
 // Read returns the kept lines.
@@ -55,6 +56,15 @@ func (c *capaFilter) Read(p []byte) (int, error) {
 	n := copy(p, c.pending)
 	c.pending = c.pending[n:]
 	return n, nil
+}
+
+// Close closes the filtered body when it is an io.Closer; the session
+// closes every body it is done with.
+func (c *capaFilter) Close() error {
+	if cl, ok := c.src.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
 }
 
 // capaTag returns the first word of a capability line, upper-cased

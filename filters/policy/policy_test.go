@@ -191,3 +191,21 @@ func TestExclusive(t *testing.T) {
 		}
 	}
 }
+
+type closer struct {
+	io.Reader
+	closed bool
+}
+
+func (c *closer) Close() error { c.closed = true; return nil }
+
+func TestCapaFilterCloses(t *testing.T) {
+	src := &closer{Reader: strings.NewReader("TOP\r\n")}
+	cf := newCapaFilter(src, func(string) bool { return false })
+	if err := cf.Close(); err != nil || !src.closed {
+		t.Fatalf("Close not passed on: %v", err)
+	}
+	if err := newCapaFilter(strings.NewReader(""), nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+}
