@@ -1,0 +1,67 @@
+package apop
+
+import (
+	"context"
+	"encoding/base64"
+	"strings"
+
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// serveCRAM runs AUTH CRAM-MD5 (RFC 2195 with RFC 5034): it sends a fresh
+// challenge, reads "name SP hexdigest" back and verifies the digest
+// against the user's secret.
+func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filters.Handler) error {
+	begin(ex.Session, "", "cram-md5")
+	if len(ex.Out.Args) > 1 {
+		// RFC 2195 defines no initial response: the server speaks first.
+		ex.Response = parser.Err("", "CRAM-MD5 takes no initial response")
+		return nil
+	}
+	if ex.Prompt == nil {
+		return parser.NewError(parser.CodeSysTemp, "authentication not available", errNoPrompt)
+	}
+	challenge := f.NewTimestamp()
+	line, err := ex.Prompt(ctx, parser.Continue(base64.StdEncoding.EncodeToString([]byte(challenge))))
+	if err != nil {
+		return err // cancelled ("*"), malformed, or the client is gone
+	}
+	raw, err := decodeSASL(line)
+	if err != nil {
+		return parser.NewError("", "malformed base64 in SASL response", err)
+	}
+	// RFC 2195 section 2: the user name, a space, and the digest in
+	// lower-case hex. The name ends at the last space.
+	name, digest := "", ""
+	if i := strings.LastIndexByte(string(raw), ' '); i >= 0 {
+		name, digest = string(raw[:i]), string(raw[i+1:])
+	}
+	if validUser(name) {
+		begin(ex.Session, name, "cram-md5")
+	} else {
+		name = "" // never a key of the secrets: fails like an unknown user
+	}
+	secret, ok := f.verify(name, digest, func(secret string) []byte { return cramDigest(challenge, secret) })
+	if !ok {
+		f.log(ex).Debug("apop: authentication failed", "user", name, "mechanism", "cram-md5")
+		ex.Response = authFailed
+		return nil
+	}
+	f.log(ex).Debug("apop: digest verified", "user", name, "mechanism", "cram-md5")
+	return translate(ctx, ex, next, name, secret, "cram-md5")
+}
+
+// decodeSASL decodes a client's SASL response: base64, or "=" for an
+// empty one (RFC 5034 section 4).
+func decodeSASL(line string) ([]byte, error) {
+	if line == "=" {
+		return nil, nil
+	}
+	return base64.StdEncoding.DecodeString(line)
+}
+
+// validUser reports whether name could be a user of the secrets file.
+func validUser(name string) bool {
+	return name != "" && len(name) <= maxUserLength && !strings.ContainsAny(name, " \t") && !hasControl([]byte(name))
+}
