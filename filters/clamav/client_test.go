@@ -92,7 +92,7 @@ var (
 )
 
 // newTestClient returns a client of fc with a short timeout.
-func newTestClient(t *testing.T, addr string, timeout time.Duration) *Client {
+func newTestClient(t testing.TB, addr string, timeout time.Duration) *Client {
 	t.Helper()
 	c, err := NewClient(addr, timeout)
 	if err != nil {

@@ -23,12 +23,13 @@
 //     instead, an RFC 5322 message with CRLF lines that keeps the Date,
 //     From, To, Subject (prefixed with SubjectPrefix) and Message-ID fields
 //     of the original and names the virus in a text/plain body.
-//   - infected, on_infected "reject": -ERR [SYS/PERM] (RFC 3206).
+//   - infected, on_infected "reject": the answer is -ERR with response code
+//     SYS/PERM (RFC 3206), and the message stays on the server.
 //   - no verdict (clamd unreachable, timed out, refusing; a body larger
-//     than MaxSize): on_error "reject" (default) answers -ERR [SYS/TEMP]
+//     than MaxSize): on_error "reject" (default) answers -ERR with code SYS/TEMP
 //     for that message only, and the session goes on; on_error "pass"
 //     delivers the message unscanned and logs a warning.
-//   - a spool failure (disk full): -ERR [SYS/TEMP], whatever on_error says,
+//   - a spool failure (disk full): -ERR with code SYS/TEMP, whatever on_error says,
 //     since the message can no longer be delivered whole.
 //
 // Contracts:
