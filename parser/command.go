@@ -64,12 +64,13 @@ func ParseCommand(line []byte) (Command, error) {
 		cmd.Args = []string{rest}
 		return cmd, nil
 	}
-	for _, f := range strings.Split(rest, " ") {
+	args := strings.Split(rest, " ")
+	for _, f := range args {
 		if f == "" {
 			return Command{}, fmt.Errorf("%w: empty argument", ErrBadCommand)
 		}
-		cmd.Args = append(cmd.Args, f)
 	}
+	cmd.Args = args
 	return cmd, nil
 }
 
@@ -91,23 +92,25 @@ func (c Command) String() string {
 
 // Redacted returns the command as it may appear in logs: the arguments of
 // PASS, the digest of APOP and the initial response of AUTH are masked.
+// The keyword is matched case-insensitively, so a Command built by hand
+// with a lower-case verb is masked too.
 func (c Command) Redacted() string {
-	switch c.Verb {
+	switch strings.ToUpper(c.Verb) {
 	case "PASS":
 		if len(c.Args) == 0 {
 			return c.Verb
 		}
-		return "PASS ***"
+		return c.Verb + " ***"
 	case "APOP":
 		if len(c.Args) < 2 {
 			return c.String()
 		}
-		return "APOP " + c.Args[0] + " ***"
+		return c.Verb + " " + c.Args[0] + " ***"
 	case "AUTH":
 		if len(c.Args) < 2 {
 			return c.String()
 		}
-		return "AUTH " + c.Args[0] + " ***"
+		return c.Verb + " " + c.Args[0] + " ***"
 	}
 	return c.String()
 }

@@ -93,8 +93,10 @@ func ParseResponse(line []byte) (Response, error) {
 		return Response{}, fmt.Errorf("%w: no space after status", ErrBadResponse)
 	}
 	rest = rest[1:]
+	// RFC 2449 section 8: resp-code = "[" resp-level *("/" resp-level) "]"
+	// with non-empty levels; "[]" or an unclosed "[" is plain text.
 	if strings.HasPrefix(rest, "[") {
-		if end := strings.IndexByte(rest, ']'); end > 0 {
+		if end := strings.IndexByte(rest, ']'); end > 1 {
 			r.Code = rest[1:end]
 			rest = strings.TrimPrefix(rest[end+1:], " ")
 		}
