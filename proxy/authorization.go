@@ -2,13 +2,8 @@ package proxy
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
-	"fmt"
-	"os"
 	"strings"
-	"time"
 
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/parser"
@@ -23,7 +18,11 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 		ex.Response = parser.OK("Capability list follows")
 		ex.Body = strings.NewReader(s.localCapa())
 	case "USER":
-		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "user"}
+		user := ex.Command.Arg(0)
+		if ex.Command.Verb != "USER" {
+			user = ex.Out.Arg(0) // a filter translated APOP or AUTH into USER
+		}
+		*l = filters.Login{User: user, BackendUser: ex.Out.Arg(0), Mechanism: "user"}
 		ex.Response = parser.OK("send PASS")
 	case "PASS":
 		if l.User == "" {
@@ -125,19 +124,20 @@ func (s *session) offersAPOP() bool {
 	return false
 }
 
-var hostname = func() string {
-	h, err := os.Hostname()
-	if err != nil || h == "" {
-		return "popgate"
-	}
-	return h
-}()
+// TimestampSource is implemented by a filter that verifies APOP: it makes
+// the greeting's timestamp, so it can also choose its host part.
+type TimestampSource interface {
+	NewTimestamp() string
+}
 
-// newTimestamp returns a fresh, unique APOP timestamp (RFC 1939 section 7).
-func newTimestamp() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return fmt.Sprintf("<%d.%d.%s@%s>", os.Getpid(), time.Now().UnixNano(), hex.EncodeToString(b[:]), hostname)
+// timestampSource returns the listener's APOP filter, if it has one.
+func (s *session) timestampSource() TimestampSource {
+	for _, f := range s.lst.Filters {
+		if ts, ok := f.(TimestampSource); ok {
+			return ts
+		}
+	}
+	return nil
 }
 
 // serveSASL runs AUTH (RFC 5034) locally with PLAIN or LOGIN.

@@ -117,6 +117,9 @@ type Listener struct {
 	// refuses connections from anyone else.
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
+	// TLSConfig terminates this listener's client TLS; nil means
+	// Config.ServerTLS.
+	TLSConfig *tls.Config
 	// Filters is the chain for this listener's sessions, outermost first.
 	Filters []filters.Filter
 	Limits  Limits

@@ -306,7 +306,7 @@ func checkConfig(cfg *Config) error {
 		if _, ok := cfg.Backends[l.Backend]; !ok {
 			return fmt.Errorf("proxy: listener %q: unknown backend %q", l.Name, l.Backend)
 		}
-		if l.TLS != TLSNone && cfg.ServerTLS == nil {
+		if l.TLS != TLSNone && cfg.ServerTLS == nil && l.TLSConfig == nil {
 			return fmt.Errorf("proxy: listener %q needs TLS but no server TLS configuration is set", l.Name)
 		}
 	}

@@ -208,7 +208,11 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
-	tc := tls.Server(c, s.cfg.ServerTLS)
+	conf := s.lst.TLSConfig
+	if conf == nil {
+		conf = s.cfg.ServerTLS
+	}
+	tc := tls.Server(c, conf)
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
@@ -248,8 +252,8 @@ func (s *session) greet() bool {
 		s.info.Timestamp = be.timestamp
 	} else {
 		g = parser.OK("POP3 server ready")
-		if s.offersAPOP() {
-			s.info.Timestamp = newTimestamp()
+		if ts := s.timestampSource(); ts != nil {
+			s.info.Timestamp = ts.NewTimestamp()
 			g.Text += " " + s.info.Timestamp
 		}
 	}
