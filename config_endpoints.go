@@ -79,7 +79,7 @@ func (b *builder) listenerBackend(r *rawListener, cfg *Config) string {
 	if r.Backend != nil {
 		if cfg.Backend(*r.Backend) == nil && len(cfg.Backends) > 0 {
 			b.errorf(attrRange(r.Body, "backend"), "Unknown backend",
-				"There is no backend named %q; backends are %s.", *r.Backend, quoteList(backendNames(cfg)))
+				"There is no backend named %q; backends are %s.", *r.Backend, quoteAll(backendNames(cfg)))
 		}
 		return *r.Backend
 	}
@@ -90,7 +90,7 @@ func (b *builder) listenerBackend(r *rawListener, cfg *Config) string {
 		return cfg.Backends[0].Name
 	}
 	b.errorf(r.LabelRange, "Missing backend",
-		"Listener %q must name its default backend (backend = ...): there are several, %s.", r.Name, quoteList(backendNames(cfg)))
+		"Listener %q must name its default backend (backend = ...): there are several: %s.", r.Name, quoteAll(backendNames(cfg)))
 	return ""
 }
 
@@ -104,8 +104,10 @@ func (b *builder) listenerFilters(r *rawListener, cfg *Config) []string {
 	for i, n := range *r.Filters {
 		rng := elemRange(r.Body, "filters", i)
 		switch {
+		case cfg.Filter(n) == nil && len(cfg.Filters) == 0:
+			b.errorf(rng, "Unknown filter", "There is no filter named %q: the file has no filter blocks.", n)
 		case cfg.Filter(n) == nil:
-			b.errorf(rng, "Unknown filter", "There is no filter named %q; filters are %s.", n, quoteList(filterNames(cfg)))
+			b.errorf(rng, "Unknown filter", "There is no filter named %q; filters are %s.", n, quoteAll(filterNames(cfg)))
 		case seen[n]:
 			b.errorf(rng, "Duplicate filter", "Filter %q is listed twice.", n)
 		}

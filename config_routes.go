@@ -40,7 +40,7 @@ func anyAfterAuth(cfg *Config) bool {
 // knownBackend reports an error at rng when no backend is called name.
 func (b *builder) knownBackend(rng hcl.Range, name string, cfg *Config) {
 	if cfg.Backend(name) == nil && len(cfg.Backends) > 0 {
-		b.errorf(rng, "Unknown backend", "There is no backend named %q; backends are %s.", name, quoteList(backendNames(cfg)))
+		b.errorf(rng, "Unknown backend", "There is no backend named %q; backends are %s.", name, quoteAll(backendNames(cfg)))
 	}
 }
 

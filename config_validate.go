@@ -317,6 +317,17 @@ func (c *checker) hostnames(body hcl.Body, name string, list []string, allowIP b
 
 // quoteList renders valid values as "a", "b" or "c".
 func quoteList(vals []string) string {
+	return quoteJoin(vals, "or")
+}
+
+// quoteAll renders names as "a", "b" and "c".
+func quoteAll(names []string) string {
+	return quoteJoin(names, "and")
+}
+
+// quoteJoin quotes vals and joins them with commas and conj before the
+// last.
+func quoteJoin(vals []string, conj string) string {
 	q := make([]string, len(vals))
 	for i, v := range vals {
 		q[i] = strconv.Quote(v)
@@ -327,5 +338,5 @@ func quoteList(vals []string) string {
 	case 1:
 		return q[0]
 	}
-	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+	return strings.Join(q[:len(q)-1], ", ") + " " + conj + " " + q[len(q)-1]
 }

@@ -65,6 +65,7 @@ var errorCases = []validationCase{
 	{name: "proxy_protocol without trusted", src: "listener \"x\" {\n  address = \":1\"\n  proxy_protocol = true\n}\n", summary: "Missing trusted_proxies", at: "test.hcl:9:20"},
 	{name: "trusted_proxies CIDR", src: "listener \"x\" {\n  address = \":1\"\n  proxy_protocol = true\n  trusted_proxies = [\"10.0.0.0/8\", \"10.0.0.0/33\"]\n}\n", summary: "Invalid trusted_proxies", at: "test.hcl:10:36"},
 	{name: "filters unknown", src: "listener \"x\" {\n  address = \":1\"\n  filters = [\"audit\", \"nope\"]\n}\nfilter \"audit\" {}\n", summary: "Unknown filter", at: "test.hcl:9:23"},
+	{name: "filters without filter blocks", src: "listener \"x\" {\n  address = \":1\"\n  filters = [\"audit\"]\n}\n", summary: "Unknown filter", at: "test.hcl:9:14"},
 	{name: "filters duplicate", src: "listener \"x\" {\n  address = \":1\"\n  filters = [\"audit\", \"audit\"]\n}\nfilter \"audit\" {}\n", summary: "Duplicate filter", at: "test.hcl:9:23"},
 	{name: "server_name", src: "listener \"x\" {\n  address = \":1\"\n  tls = \"implicit\"\n  server_name = [\"ok.example\", \"not ok\"]\n}\n", summary: "Invalid server_name", at: "test.hcl:10:32"},
 	{name: "tls_min_version", src: "listener \"x\" {\n  address = \":1\"\n  tls_min_version = \"1.1\"\n}\n", summary: "Invalid tls_min_version", at: "test.hcl:9:21"},
