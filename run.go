@@ -185,7 +185,7 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 		pcfg.ServerTLS = a.tls.ServerConfig()
 	}
 	for _, b := range cfg.Backends {
-		pb, err := proxyBackend(b, cfg)
+		pb, err := proxyBackend(b)
 		if err != nil {
 			return nil, err
 		}
@@ -210,6 +210,7 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 				PipelineDepth:    l.Limits.PipelineDepth,
 				MaxSessions:      l.Limits.MaxSessions,
 				MaxSessionsPerIP: l.Limits.MaxSessionsPerIP,
+				BackendTimeout:   l.Limits.BackendTimeout,
 			},
 		}
 		if l.Connect == ConnectAfterAuth {
@@ -365,7 +366,7 @@ func (a *app) tlsOptions(cfg *Config) tlsconf.Options {
 	return opts
 }
 
-func proxyBackend(b BackendConfig, cfg *Config) (*proxy.Backend, error) {
+func proxyBackend(b BackendConfig) (*proxy.Backend, error) {
 	pb := &proxy.Backend{
 		Name:           b.Name,
 		Address:        b.Address,
@@ -374,9 +375,6 @@ func proxyBackend(b BackendConfig, cfg *Config) (*proxy.Backend, error) {
 		ReadTimeout:    b.ReadTimeout,
 		MasterUser:     b.MasterUser,
 		MasterPassword: b.MasterPassword,
-	}
-	if pb.ReadTimeout == 0 {
-		pb.ReadTimeout = cfg.Limits.BackendTimeout
 	}
 	switch b.Login {
 	case LoginAPOP:
@@ -458,4 +456,15 @@ func notifySystemd(state string) {
 	defer conn.Close()
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	conn.Write([]byte(state))
+}
+
+// auditVerify checks the hash chain of the audit log at path and returns
+// the number of records checked ("popgate audit verify").
+func auditVerify(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("audit verify: %w", err)
+	}
+	defer f.Close()
+	return audit.Verify(f)
 }

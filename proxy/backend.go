@@ -60,7 +60,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	}
 	readTimeout := b.ReadTimeout
 	if readTimeout <= 0 {
-		readTimeout = 60 * time.Second
+		readTimeout = s.limits.BackendTimeout
 	}
 	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()

@@ -64,7 +64,7 @@ type Backend struct {
 	Login          LoginMethod
 	Forward        ForwardMode
 	ConnectTimeout time.Duration // zero means 10s
-	ReadTimeout    time.Duration // zero means 60s
+	ReadTimeout    time.Duration // zero means the listener's Limits.BackendTimeout
 	// MasterUser and MasterPassword, when set with LoginSASLPlain, log in
 	// as the master user on behalf of the client's login (authzid).
 	MasterUser     string
@@ -80,6 +80,7 @@ type Limits struct {
 	IdleTimeout      time.Duration // 0 = 10m (RFC 1939 minimum)
 	WriteTimeout     time.Duration // a client that reads nothing for this long is dropped; 0 = 60s
 	PipelineDepth    int           // commands in flight per session; 0 = 128
+	BackendTimeout   time.Duration // backend read timeout when the backend sets none; 0 = 60s
 	MaxSessions      int           // per listener group; 0 = unlimited
 	MaxSessionsPerIP int           // 0 = unlimited
 }
@@ -102,6 +103,7 @@ func (l Limits) withDefaults() Limits {
 	defd(&l.PreLoginTimeout, 60*time.Second)
 	defd(&l.IdleTimeout, 10*time.Minute)
 	defd(&l.WriteTimeout, 60*time.Second)
+	defd(&l.BackendTimeout, 60*time.Second)
 	return l
 }
 
