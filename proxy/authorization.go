@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"strings"
 
+	"github.com/emersion/go-sasl"
+
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/parser"
 )
@@ -179,14 +181,21 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 		if err != nil {
 			return err
 		}
-		parts := strings.Split(string(raw), "\x00")
-		if len(parts) != 3 || parts[1] == "" {
-			return parser.NewError("", "malformed PLAIN response", nil)
+		if raw == nil {
+			raw = []byte{} // "=": an empty response, not a missing one
 		}
-		if parts[0] != "" && parts[0] != parts[1] {
+		var ident, user, pass string
+		srv := sasl.NewPlainServer(func(identity, username, password string) error {
+			ident, user, pass = identity, username, password
+			return nil
+		})
+		if _, _, err := srv.Next(raw); err != nil || user == "" {
+			return parser.NewError("", "malformed PLAIN response", err)
+		}
+		if ident != "" && ident != user {
 			return parser.NewError(parser.CodeAuth, "authorization identity not supported", nil)
 		}
-		*l = filters.Login{User: parts[1], BackendUser: parts[1], Password: parts[2], Mechanism: "plain"}
+		*l = filters.Login{User: user, BackendUser: user, Password: pass, Mechanism: "plain"}
 	case "LOGIN":
 		var user []byte
 		var err error

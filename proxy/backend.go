@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/emersion/go-sasl"
 	"github.com/pires/go-proxyproto"
 
 	"github.com/popgate/popgate/parser"
@@ -175,7 +176,11 @@ func (b *backendConn) login(cfg *Backend, user, password string) (parser.Respons
 		if cfg.MasterUser != "" {
 			authz, authc, pw = user, cfg.MasterUser, cfg.MasterPassword
 		}
-		ir := base64.StdEncoding.EncodeToString([]byte(authz + "\x00" + authc + "\x00" + pw))
+		_, raw, err := sasl.NewPlainClient(authz, authc, pw).Start()
+		if err != nil {
+			return parser.Response{}, fmt.Errorf("SASL PLAIN: %w", err)
+		}
+		ir := base64.StdEncoding.EncodeToString(raw)
 		return b.cmd(parser.NewCommand("AUTH", "PLAIN", ir))
 	default:
 		// USER and PASS go out together: one round trip fewer per login.
