@@ -1,0 +1,179 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+)
+
+// Goals of the NOOP scenarios (from the issues).
+const (
+	goalNoopOverheadUS = 20.0 // median NOOP round-trip overhead, µs
+	goalNoopPipeRatio  = 0.9  // pipelined NOOP throughput vs direct
+)
+
+// rttStats is one session's NOOP round trips, in µs.
+type rttStats struct{ median, p90, p99 float64 }
+
+// runNoopRTT measures sequential NOOP round trips in one logged-in session
+// per target and round.
+func runNoopRTT(args []string) error {
+	c := newCommon("noop-rtt", "Log in, then send -count NOOPs one at a time; per-NOOP round trip in µs.", 10, 1, false)
+	count := c.fs.Int("count", 5000, "sequential NOOPs per session (1..1000000)")
+	if err := c.parse(args, 1); err != nil {
+		return err
+	}
+	if err := c.needLogin(); err != nil {
+		return err
+	}
+	if *count < 1 || *count > 1000000 {
+		return errors.New("-count must be 1..1000000")
+	}
+	d, err := c.dialer()
+	if err != nil {
+		return err
+	}
+	res := c.result("median NOOP round trip", "µs")
+	stats := make([][]rttStats, len(c.targets))
+	err = c.alternate(func(i int, t target, measured bool) error {
+		st, err := noopSession(d, t.Addr, c.user, c.pass, *count)
+		if err == nil && measured {
+			stats[i] = append(stats[i], st)
+		}
+		return err
+	})
+	if err != nil {
+		res.Errors++
+		fmt.Fprintf(os.Stderr, "popload: noop-rtt: %v\n", err)
+	}
+	pick := func(i int, f func(rttStats) float64) []float64 {
+		out := make([]float64, len(stats[i]))
+		for k, s := range stats[i] {
+			out[k] = f(s)
+		}
+		return out
+	}
+	med := func(s rttStats) float64 { return s.median }
+	p90 := func(s rttStats) float64 { return s.p90 }
+	p99 := func(s rttStats) float64 { return s.p99 }
+	for i, t := range c.targets {
+		res.add(t.Name, pick(i, med))
+	}
+	for i, t := range c.targets {
+		res.derive("p90 "+t.Name, "µs", pick(i, p90))
+		res.derive("p99 "+t.Name, "µs", pick(i, p99))
+	}
+	for i := 1; i < len(c.targets); i++ {
+		for _, q := range []struct {
+			name string
+			f    func(rttStats) float64
+		}{{"median", med}, {"p90", p90}, {"p99", p99}} {
+			a, b := pick(0, q.f), pick(i, q.f)
+			n := min(len(a), len(b))
+			over := make([]float64, n)
+			for k := 0; k < n; k++ {
+				over[k] = b[k] - a[k]
+			}
+			s := res.derive(fmt.Sprintf("%s overhead %s−%s", q.name, c.targets[i].Name, c.targets[0].Name), "µs", over)
+			if q.name == "median" && c.targets[i].Name == c.subject {
+				res.goal("median NOOP overhead "+c.subject, "<=", goalNoopOverheadUS, s.Median, "µs")
+			}
+		}
+	}
+	res.note("%d sequential NOOPs per session; each sample is one session's median (p90, p99) round trip", *count)
+	return c.finish(res)
+}
+
+// noopSession logs in, times count sequential NOOPs and quits.
+func noopSession(d *dialer, addr, user, pass string, count int) (rttStats, error) {
+	c, err := d.dial(addr)
+	if err != nil {
+		return rttStats{}, err
+	}
+	defer c.close()
+	if err := c.login(user, pass); err != nil {
+		return rttStats{}, err
+	}
+	rtts := make([]float64, count)
+	for k := range rtts {
+		start := time.Now()
+		if _, err := c.cmd("NOOP"); err != nil {
+			return rttStats{}, err
+		}
+		rtts[k] = float64(time.Since(start).Nanoseconds()) / 1e3
+	}
+	if err := c.quit(); err != nil {
+		return rttStats{}, err
+	}
+	slices.Sort(rtts)
+	return rttStats{percentile(rtts, 50), percentile(rtts, 90), percentile(rtts, 99)}, nil
+}
+
+// runNoopPipelined measures NOOP throughput with batches of NOOPs written
+// in one write each.
+func runNoopPipelined(args []string) error {
+	c := newCommon("noop-pipelined", "Log in, then write -batch NOOPs at once and read the answers, -batches times; NOOPs/s.", 10, 1, false)
+	batch := c.fs.Int("batch", 100, "NOOPs per write (1..1000)")
+	batches := c.fs.Int("batches", 200, "batches per session (1..100000)")
+	if err := c.parse(args, 1); err != nil {
+		return err
+	}
+	if err := c.needLogin(); err != nil {
+		return err
+	}
+	if *batch < 1 || *batch > 1000 || *batches < 1 || *batches > 100000 {
+		return errors.New("-batch must be 1..1000 and -batches 1..100000")
+	}
+	d, err := c.dialer()
+	if err != nil {
+		return err
+	}
+	res := c.result("pipelined NOOP throughput", "NOOPs/s")
+	samples := make([][]float64, len(c.targets))
+	payload := bytes.Repeat([]byte("NOOP\r\n"), *batch)
+	err = c.alternate(func(i int, t target, measured bool) error {
+		rate, err := noopBatches(d, t.Addr, c.user, c.pass, payload, *batch, *batches)
+		if err == nil && measured {
+			samples[i] = append(samples[i], rate)
+		}
+		return err
+	})
+	if err != nil {
+		res.Errors++
+		fmt.Fprintf(os.Stderr, "popload: noop-pipelined: %v\n", err)
+	}
+	c.addWithRatios(res, samples, "pipelined NOOPs/s", goalNoopPipeRatio)
+	res.note("%d batches of %d NOOPs per session, each batch one write", *batches, *batch)
+	return c.finish(res)
+}
+
+// noopBatches logs in, sends the batches and returns NOOPs per second.
+func noopBatches(d *dialer, addr, user, pass string, payload []byte, batch, batches int) (float64, error) {
+	c, err := d.dial(addr)
+	if err != nil {
+		return 0, err
+	}
+	defer c.close()
+	if err := c.login(user, pass); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	for b := 0; b < batches; b++ {
+		if err := c.sendRaw(payload); err != nil {
+			return 0, err
+		}
+		for k := 0; k < batch; k++ {
+			if _, err := c.status(); err != nil {
+				return 0, fmt.Errorf("NOOP %d of batch %d: %w", k+1, b+1, err)
+			}
+		}
+	}
+	secs := time.Since(start).Seconds()
+	if err := c.quit(); err != nil {
+		return 0, err
+	}
+	return float64(batch*batches) / secs, nil
+}
