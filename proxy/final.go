@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"errors"
 	"fmt"
@@ -109,7 +110,15 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "apop", Backend: l.Backend}
 	case "AUTH":
 		if len(ex.Out.Args) > 0 {
-			l.Mechanism = strings.ToLower(ex.Out.Arg(0))
+			*l = filters.Login{Mechanism: strings.ToLower(ex.Out.Arg(0)), Backend: l.Backend}
+			if l.Mechanism == "plain" && len(ex.Out.Args) > 1 {
+				// Name the user in logs and audit; the password is dropped.
+				if raw, err := base64.StdEncoding.DecodeString(ex.Out.Arg(1)); err == nil {
+					if parts := strings.Split(string(raw), "\x00"); len(parts) == 3 {
+						l.User, l.BackendUser = parts[1], parts[1]
+					}
+				}
+			}
 		}
 	case "PASS":
 		l.Mechanism = "user"

@@ -322,11 +322,14 @@ func (s *session) handleReadError(err error) bool {
 // the session is not idle, so the wait is extended.
 func (s *session) readCommand() (parser.Command, error) {
 	for {
-		timeout := s.limits.IdleTimeout
+		// Before login the whole AUTHORIZATION state has one deadline, so a
+		// client cannot hold a connection by trickling commands; after
+		// login the RFC 1939 inactivity timer restarts with every command.
+		deadline := time.Now().Add(s.limits.IdleTimeout)
 		if s.info.State() == filters.Authorization {
-			timeout = s.limits.PreLoginTimeout
+			deadline = s.info.Started.Add(s.limits.PreLoginTimeout)
 		}
-		s.conn.SetReadDeadline(time.Now().Add(timeout))
+		s.conn.SetReadDeadline(deadline)
 		_, err := s.cr.R.Peek(1)
 		if err == nil {
 			break

@@ -315,3 +315,38 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestPreLoginDeadlineIsAbsolute(t *testing.T) {
+	fb := newFakeBackend(t)
+	_, addr := startProxy(t, fb.addr(), func(c *Config) {
+		c.Listeners[0].Connect = ConnectAfterAuth
+		c.Listeners[0].Limits.PreLoginTimeout = 500 * time.Millisecond
+	})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	start := time.Now()
+	closed := false
+	for i := 0; i < 40 && !closed; i++ {
+		if _, err := io.WriteString(c.conn, "CAPA\r\n"); err != nil {
+			closed = true
+			break
+		}
+		for {
+			l, err := c.r.ReadString('\n')
+			if err != nil {
+				closed = true
+				break
+			}
+			if l == ".\r\n" || strings.HasPrefix(l, "-ERR") {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // the client trickles commands; not synchronisation
+	}
+	if !closed {
+		t.Fatal("a client trickling CAPA kept its pre-login session for 4 s")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("closed after %v; pre-login deadline is 500ms", d)
+	}
+}

@@ -1,0 +1,354 @@
+package proxy
+
+// Benchmarks of a whole in-process proxy.Server against a minimal, fast
+// POP3 backend on loopback, each next to the same client talking to the
+// backend directly, so that the difference is what popgate adds:
+//
+//	go test ./proxy -run '^$' -bench . -benchmem
+//	go test ./proxy -run '^$' -bench 'ProxyNoop/popgate' -cpuprofile cpu.out
+//
+// allocs/op and B/op count the client, the backend and the proxy; compare
+// the "direct" and "popgate" sub-benchmarks to see the proxy's share.
+// BenchmarkProxyIdleSessions reports live heap and stack per idle session
+// after a GC (not RSS, which integration/popload measures).
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// benchBackend is a POP3 server that answers from prepared bytes: any
+// login succeeds, NOOP, RETR n of its messages, QUIT. It costs as little
+// as a server can, so the proxy's share stands out.
+type benchBackend struct {
+	ln   net.Listener
+	wire [][]byte // "+OK ...", stuffed body and terminator, per message
+}
+
+func newBenchBackend(b *testing.B, messages ...[]byte) *benchBackend {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	bb := &benchBackend{ln: ln}
+	for _, m := range messages {
+		var w bytes.Buffer
+		fmt.Fprintf(&w, "+OK %d octets\r\n", len(m))
+		for _, line := range bytes.SplitAfter(m, []byte("\r\n")) {
+			if len(line) > 0 && line[0] == '.' {
+				w.WriteByte('.')
+			}
+			w.Write(line)
+		}
+		w.WriteString(".\r\n")
+		bb.wire = append(bb.wire, w.Bytes())
+	}
+	b.Cleanup(func() { ln.Close() })
+	go bb.serve()
+	return bb
+}
+
+func (bb *benchBackend) addr() string { return bb.ln.Addr().String() }
+
+func (bb *benchBackend) serve() {
+	for {
+		c, err := bb.ln.Accept()
+		if err != nil {
+			return
+		}
+		go bb.handle(c)
+	}
+}
+
+func (bb *benchBackend) handle(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReaderSize(c, 4096)
+	w := bufio.NewWriterSize(c, 64<<10)
+	w.WriteString("+OK bench ready <1.2@bench>\r\n")
+	w.Flush()
+	for {
+		line, err := r.ReadSlice('\n')
+		if err != nil {
+			return
+		}
+		verb, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
+		switch strings.ToUpper(verb) {
+		case "RETR":
+			n, _ := strconv.Atoi(arg)
+			if n < 1 || n > len(bb.wire) {
+				w.WriteString("-ERR no such message\r\n")
+				break
+			}
+			w.Write(bb.wire[n-1])
+		case "QUIT":
+			w.WriteString("+OK bye\r\n")
+			w.Flush()
+			return
+		case "CAPA":
+			w.WriteString("+OK\r\nUSER\r\nPIPELINING\r\n.\r\n")
+		default: // USER, PASS, NOOP, ...
+			w.WriteString("+OK\r\n")
+		}
+		if r.Buffered() == 0 { // answer a pipelined burst in one write
+			if err := w.Flush(); err != nil {
+				return
+			}
+		}
+	}
+}
+
+// benchProxy starts a proxy in front of backend and returns the address
+// of its listener.
+func benchProxy(b *testing.B, backend string, connect ConnectMode, tlsConf *tls.Config) string {
+	b.Helper()
+	l := Listener{Name: "bench", Address: "127.0.0.1:0", Backend: "be", Connect: connect,
+		Limits: Limits{PreLoginTimeout: time.Hour}}
+	if tlsConf != nil {
+		l.TLS, l.TLSConfig = TLSImplicit, tlsConf
+	}
+	cfg := &Config{
+		Listeners: []Listener{l},
+		Backends:  map[string]*Backend{"be": {Name: "be", Address: backend}},
+	}
+	srv := New(hclog.NewNullLogger())
+	if err := srv.Start(cfg); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv.Addr("bench").String()
+}
+
+// benchClient is a logged-in POP3 client.
+type benchClient struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialBench(b *testing.B, addr string, login bool) *benchClient {
+	b.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	bc := &benchClient{c: c, r: bufio.NewReaderSize(c, 64<<10)}
+	bc.status(b)
+	if login {
+		io.WriteString(c, "USER bench\r\nPASS bench\r\n")
+		bc.status(b)
+		bc.status(b)
+	}
+	return bc
+}
+
+func (bc *benchClient) status(b *testing.B) {
+	line, err := bc.r.ReadSlice('\n')
+	if err != nil || !bytes.HasPrefix(line, []byte("+OK")) {
+		b.Fatalf("status %q: %v", line, err)
+	}
+}
+
+// body reads a body up to its terminator and returns its wire length.
+func (bc *benchClient) body(b *testing.B) int {
+	n := 0
+	for {
+		line, err := bc.r.ReadSlice('\n')
+		if err != nil {
+			b.Fatalf("body: %v", err)
+		}
+		if len(line) == 3 && line[0] == '.' {
+			return n
+		}
+		n += len(line)
+	}
+}
+
+// benchTargets runs fn against the backend directly and through popgate.
+func benchTargets(b *testing.B, backend string, fn func(b *testing.B, addr string)) {
+	b.Run("direct", func(b *testing.B) { fn(b, backend) })
+	b.Run("popgate", func(b *testing.B) { fn(b, benchProxy(b, backend, ConnectOnAccept, nil)) })
+}
+
+func BenchmarkProxyNoop(b *testing.B) {
+	bb := newBenchBackend(b)
+	benchTargets(b, bb.addr(), func(b *testing.B, addr string) {
+		c := dialBench(b, addr, true)
+		b.ReportAllocs()
+		for b.Loop() {
+			io.WriteString(c.c, "NOOP\r\n")
+			c.status(b)
+		}
+	})
+}
+
+func BenchmarkProxyNoopPipelined100(b *testing.B) {
+	bb := newBenchBackend(b)
+	batch := bytes.Repeat([]byte("NOOP\r\n"), 100)
+	benchTargets(b, bb.addr(), func(b *testing.B, addr string) {
+		c := dialBench(b, addr, true)
+		b.ReportAllocs()
+		for b.Loop() {
+			c.c.Write(batch)
+			for range 100 {
+				c.status(b)
+			}
+		}
+		b.ReportMetric(float64(b.N*100)/b.Elapsed().Seconds(), "NOOPs/s")
+	})
+}
+
+func BenchmarkProxyRetr10MiB(b *testing.B) {
+	msg := benchMessage(10 << 20)
+	bb := newBenchBackend(b, msg)
+	benchTargets(b, bb.addr(), func(b *testing.B, addr string) {
+		c := dialBench(b, addr, true)
+		b.SetBytes(int64(len(msg)))
+		b.ReportAllocs()
+		for b.Loop() {
+			io.WriteString(c.c, "RETR 1\r\n")
+			c.status(b)
+			c.body(b)
+		}
+	})
+}
+
+func BenchmarkProxyRetrPipelined1000(b *testing.B) {
+	msgs := make([][]byte, 1000)
+	var cmds bytes.Buffer
+	for i := range msgs {
+		msgs[i] = []byte(fmt.Sprintf("Subject: message %d\r\n\r\nThis is small message number %d.\r\n", i+1, i+1))
+		fmt.Fprintf(&cmds, "RETR %d\r\n", i+1)
+	}
+	bb := newBenchBackend(b, msgs...)
+	benchTargets(b, bb.addr(), func(b *testing.B, addr string) {
+		c := dialBench(b, addr, true)
+		b.ReportAllocs()
+		for b.Loop() {
+			go c.c.Write(cmds.Bytes())
+			for range msgs {
+				c.status(b)
+				c.body(b)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "messages/s")
+	})
+}
+
+// BenchmarkProxyIdleSessions opens b.N idle sessions (greeting read, no
+// login) and reports the live heap and goroutine stack they hold.
+func BenchmarkProxyIdleSessions(b *testing.B) {
+	bb := newBenchBackend(b)
+	for _, tc := range []struct {
+		name    string
+		connect ConnectMode
+		tls     bool
+	}{
+		{"after-auth", ConnectAfterAuth, false},
+		{"on-accept", ConnectOnAccept, false},
+		{"after-auth-tls", ConnectAfterAuth, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var conf *tls.Config
+			if tc.tls {
+				conf = benchTLSConfig(b)
+			}
+			addr := benchProxy(b, bb.addr(), tc.connect, conf)
+			before := liveBytes()
+			conns := make([]net.Conn, 0, 1000)
+			for range b.N {
+				c := dialIdle(b, addr, tc.tls)
+				conns = append(conns, c)
+			}
+			b.StopTimer()
+			after := liveBytes()
+			b.ReportMetric(float64(after-before)/float64(b.N), "live-B/session")
+			for _, c := range conns {
+				c.Close()
+			}
+		})
+	}
+}
+
+// dialIdle connects and reads the greeting (after a TLS handshake).
+func dialIdle(b *testing.B, addr string, useTLS bool) net.Conn {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if useTLS {
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true})
+		if err := tc.Handshake(); err != nil {
+			b.Fatal(err)
+		}
+		c = tc
+	}
+	line, err := bufio.NewReaderSize(c, 64).ReadSlice('\n')
+	if err != nil || !bytes.HasPrefix(line, []byte("+OK")) {
+		b.Fatalf("greeting %q: %v", line, err)
+	}
+	return c
+}
+
+// liveBytes is the heap in use plus goroutine stacks, after a GC.
+func liveBytes() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc + ms.StackInuse
+}
+
+// benchTLSConfig is a server configuration with a fresh self-signed
+// ECDSA P-256 certificate, like the one the benchmarks use.
+func benchTLSConfig(b *testing.B) *tls.Config {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		b.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+// benchMessage is a message of about size octets: headers, then lines of
+// 76 base64-like characters, one starting with a dot now and then.
+func benchMessage(size int) []byte {
+	var m bytes.Buffer
+	m.WriteString("From: a@example.org\r\nTo: b@example.org\r\nSubject: bench\r\n\r\n")
+	line := []byte(strings.Repeat("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", 2)[:76])
+	for i := 0; m.Len() < size; i++ {
+		if i%100 == 99 {
+			m.WriteString(".dot line\r\n")
+		}
+		m.Write(line)
+		m.WriteString("\r\n")
+	}
+	return m.Bytes()
+}
