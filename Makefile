@@ -11,9 +11,13 @@ IT_TIMEOUT ?= 30m
 # Extra flags for the integration go test run, e.g. IT_FLAGS='-v -run Env'.
 IT_FLAGS ?=
 
-.PHONY: test lint unit integration build
+.PHONY: test setup lint unit integration build
 
-test: lint unit integration
+test: setup lint unit integration
+
+# Installs the test dependencies (apt-get, staticcheck) when missing.
+setup:
+	bash integration/setup.sh
 
 build:
 	$(GO) build -o popgate .
@@ -28,7 +32,9 @@ lint:
 unit:
 	$(GO) test -race ./...
 
-integration:
-	bash integration/setup.sh
+# Every package's integration-tagged tests: the end-to-end suite in
+# integration/, and the real-clamd and Pebble tests of filters/clamav and
+# tlsconf. Unit tests run again here without -race; they are quick.
+integration: setup
 	bash integration/start.sh
-	$(GO) test -tags integration -count=1 -timeout $(IT_TIMEOUT) $(IT_FLAGS) ./integration/...
+	$(GO) test -tags integration -count=1 -timeout $(IT_TIMEOUT) $(IT_FLAGS) ./...
