@@ -163,14 +163,15 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 	for _, l := range cfg.Listeners {
 		needTLS = needTLS || l.TLS != TLSNone
 	}
+	// Filters and certificates kept from the running configuration
+	// re-read their files (a no-op at start, when there are none).
+	a.reloadFiles(cfg)
 	if needTLS && a.tls == nil {
 		mgr, err := tlsconf.New(ctx, a.tlsOptions(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("TLS: %w", err)
 		}
 		a.tls = mgr
-	} else if a.tls != nil {
-		a.reloadFiles(cfg)
 	}
 	insts, err := a.buildFilters(cfg)
 	if err != nil {
