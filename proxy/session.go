@@ -67,6 +67,7 @@ type session struct {
 	reason   string
 	ipHeld   netip.Addr
 	quitting atomic.Bool
+	started  bool // observers and hooks saw the start: they see the end
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
@@ -141,6 +142,7 @@ func (s *session) run() {
 	}
 	s.log = s.log.With("client", s.info.ClientAddr.String())
 	s.info.Logger = s.log
+	s.started = true
 	for _, o := range s.observers {
 		o.SessionStarted(s.info)
 	}
@@ -378,6 +380,10 @@ func (s *session) finish() {
 			Duration:      time.Since(s.info.Started),
 			DeletesMarked: s.deletesMarked,
 			Committed:     s.committed,
+		}
+		if !s.started {
+			s.log.Debug("connection closed before the session started", "reason", end.Reason)
+			return
 		}
 		for _, o := range s.observers {
 			o.SessionEnded(s.info, end)
