@@ -68,6 +68,7 @@ type session struct {
 	ipHeld   netip.Addr
 	quitting atomic.Bool
 	started  bool // observers and hooks saw the start: they see the end
+	tlsStart bool // the connection was TLS when the session started
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
@@ -143,11 +144,12 @@ func (s *session) run() {
 	s.log = s.log.With("client", s.info.ClientAddr.String())
 	s.info.Logger = s.log
 	s.started = true
+	s.tlsStart = s.info.TLS != nil
 	for _, o := range s.observers {
 		o.SessionStarted(s.info)
 	}
 	if h := s.cfg.Hooks.SessionStarted; h != nil {
-		h(s.lst.Name, s.info.TLS != nil)
+		h(s.lst.Name, s.tlsStart)
 	}
 	s.log.Debug("session started")
 	if !s.greet() {
@@ -389,7 +391,7 @@ func (s *session) finish() {
 			o.SessionEnded(s.info, end)
 		}
 		if h := s.cfg.Hooks.SessionEnded; h != nil {
-			h(s.lst.Name, s.info.TLS != nil, end)
+			h(s.lst.Name, s.tlsStart, end)
 		}
 		s.log.Info("session ended", "reason", end.Reason, "user", s.info.Login.User,
 			"bytes_in", end.BytesIn, "bytes_out", end.BytesOut, "duration", end.Duration.Round(time.Millisecond))
