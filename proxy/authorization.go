@@ -155,6 +155,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 	}
 	mech := strings.ToUpper(ex.Out.Arg(0))
 	ir, hasIR := ex.Out.Arg(1), len(ex.Out.Args) > 1
+	s.info.Login = filters.Login{Mechanism: strings.ToLower(mech)}
 	next := func(challenge string) (string, error) {
 		return ex.Prompt(ctx, parser.Continue(challenge))
 	}

@@ -130,21 +130,25 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 	}
 }
 
+// errClient marks a failure of the client connection itself, so the
+// session ends quietly as "client-closed" instead of blaming the backend.
+var errClient = errors.New("client connection failed")
+
 // prompt sends a SASL continuation and returns the client's answer: a
 // base64 string, "=" or "*".
 func (s *session) prompt(ctx context.Context, challenge parser.Response) (string, error) {
 	if err := s.cw.WriteResponse(challenge); err != nil {
-		return "", fmt.Errorf("client write: %w", err)
+		return "", fmt.Errorf("%w: write: %w", errClient, err)
 	}
 	if err := s.cw.Flush(); err != nil {
-		return "", fmt.Errorf("client write: %w", err)
+		return "", fmt.Errorf("%w: write: %w", errClient, err)
 	}
 	line, err := s.cr.ReadLine()
 	if err != nil {
 		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrLineTooLong) {
 			return "", parser.NewError("", "malformed SASL response", err)
 		}
-		return "", fmt.Errorf("client read: %w", err)
+		return "", fmt.Errorf("%w: read: %w", errClient, err)
 	}
 	str := string(line)
 	if str == "*" {

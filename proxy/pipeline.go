@@ -167,6 +167,11 @@ func (r *run) exec() {
 	}
 	if err != nil {
 		var pe *parser.Error
+		if errors.Is(err, errClient) {
+			s.log.Debug("client went away during an exchange", "command", r.ex.Command.Verb, "error", err)
+			s.abort("client-closed")
+			return
+		}
 		if !errors.As(err, &pe) {
 			s.log.Warn("exchange failed; closing session", "command", r.ex.Command.Redacted(), "error", err)
 			if !r.wrote {
@@ -206,7 +211,13 @@ func (s *session) loginDelay(r *run) time.Duration {
 	if r.local != nil || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
 		return 0
 	}
-	user := "user:" + strings.ToLower(s.info.Login.User)
+	// Without a user name (a cancelled or malformed SASL exchange) only
+	// the address is throttled: an empty name must not be a key all
+	// clients share.
+	user := ""
+	if s.info.Login.User != "" {
+		user = "user:" + strings.ToLower(s.info.Login.User)
+	}
 	if s.info.State() == filters.Transaction {
 		s.srv.throttle.succeed(user)
 		return 0
