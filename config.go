@@ -91,6 +91,9 @@ type LimitsConfig struct {
 	// BackendTimeout bounds a wait for the backend's response; a backend's
 	// own read_timeout overrides it.
 	BackendTimeout time.Duration
+	// HandshakeTimeout bounds a client TLS handshake (implicit TLS or
+	// after STLS).
+	HandshakeTimeout time.Duration
 	// PipelineDepth is the most client commands read ahead of their
 	// responses (RFC 2449 PIPELINING); 1 disables pipelining.
 	PipelineDepth int

@@ -120,6 +120,7 @@ func (b *builder) limits(r *rawLimits, base LimitsConfig) LimitsConfig {
 	l.IdleTimeout = b.duration(body, "idle_timeout", r.IdleTimeout, base.IdleTimeout)
 	l.WriteTimeout = b.duration(body, "write_timeout", r.WriteTimeout, base.WriteTimeout)
 	l.BackendTimeout = b.duration(body, "backend_timeout", r.BackendTimeout, base.BackendTimeout)
+	l.HandshakeTimeout = b.duration(body, "tls_handshake_timeout", r.HandshakeTimeout, base.HandshakeTimeout)
 	if r.IdleTimeout != nil && l.IdleTimeout < rfc1939IdleMinimum {
 		b.warnf(attrRange(body, "idle_timeout"), "Short idle_timeout",
 			"RFC 1939 section 3 requires an inactivity timer of at least %s; %s may disconnect slow clients.",

@@ -47,6 +47,7 @@ var defaultLimits = LimitsConfig{
 	IdleTimeout:      rfc1939IdleMinimum,
 	WriteTimeout:     60 * time.Second,
 	BackendTimeout:   60 * time.Second,
+	HandshakeTimeout: 15 * time.Second,
 	PipelineDepth:    128,
 }
 

@@ -47,6 +47,7 @@ type rawLimits struct {
 	IdleTimeout      *string `hcl:"idle_timeout,optional"`
 	WriteTimeout     *string `hcl:"write_timeout,optional"`
 	BackendTimeout   *string `hcl:"backend_timeout,optional"`
+	HandshakeTimeout *string `hcl:"tls_handshake_timeout,optional"`
 	PipelineDepth    *int    `hcl:"pipeline_depth,optional"`
 
 	Body hcl.Body `hcl:",body"`

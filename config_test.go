@@ -135,7 +135,7 @@ func TestFullConfig(t *testing.T) {
 	top := LimitsConfig{
 		MaxSessions: 5000, MaxSessionsPerIP: 20, MaxLine: 1024, MaxErrors: 4, MaxAuthTries: 2,
 		PreloginTimeout: 30 * time.Second, IdleTimeout: 15 * time.Minute, WriteTimeout: 45 * time.Second,
-		BackendTimeout: 90 * time.Second, PipelineDepth: 64,
+		BackendTimeout: 90 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 64,
 	}
 	want := &Config{
 		StateDir:        absPath("testdata/config/state"),
@@ -154,7 +154,7 @@ func TestFullConfig(t *testing.T) {
 			Limits: LimitsConfig{
 				MaxSessions: 100, MaxSessionsPerIP: 0, MaxLine: 8192, MaxErrors: 10, MaxAuthTries: 5,
 				PreloginTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Minute, WriteTimeout: 2 * time.Minute,
-				BackendTimeout: 2 * time.Minute, PipelineDepth: 1,
+				BackendTimeout: 2 * time.Minute, HandshakeTimeout: 15 * time.Second, PipelineDepth: 1,
 			},
 		}, {
 			Name: "pop3s", Address: "[::1]:1995", TLS: TLSImplicit, RequireTLS: true,
@@ -270,7 +270,7 @@ func TestDefaultLimitValues(t *testing.T) {
 	want := LimitsConfig{
 		MaxSessions: 10000, MaxSessionsPerIP: 50, MaxLine: 255, MaxErrors: 5, MaxAuthTries: 3,
 		PreloginTimeout: 60 * time.Second, IdleTimeout: 10 * time.Minute, WriteTimeout: 60 * time.Second,
-		BackendTimeout: 60 * time.Second, PipelineDepth: 128,
+		BackendTimeout: 60 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 128,
 	}
 	if defaultLimits != want {
 		t.Errorf("defaultLimits = %+v, want the documented %+v", defaultLimits, want)

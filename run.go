@@ -34,6 +34,9 @@ type app struct {
 	tls     *tlsconf.Manager
 	filters map[string]*filterInstance
 	metrics *metrics
+	// filesErr is what the last build could not re-read (certificates,
+	// secrets, maps); those keep their old contents.
+	filesErr error
 }
 
 // filterInstance is a constructed filter and the configuration it was
@@ -104,8 +107,11 @@ func runServer(cfg *Config, configPath string, logger hclog.Logger) error {
 func (a *app) reload(ctx context.Context) {
 	if a.path == "" {
 		a.logger.Info("SIGHUP: no configuration file in use; reopening logs and reloading files")
-		a.reloadFiles(a.cfg)
-		a.metrics.reloaded(true)
+		err := a.reloadFiles(a.cfg)
+		if err != nil {
+			a.logger.Error("reload incomplete: some files could not be re-read and keep their old contents", "error", err)
+		}
+		a.metrics.reloaded(err == nil)
 		return
 	}
 	cfg, files, diags := loadConfig(a.path)
@@ -129,12 +135,19 @@ func (a *app) reload(ctx context.Context) {
 	}
 	a.cfg = cfg
 	a.metrics.setBackends(cfg)
+	if a.filesErr != nil {
+		a.logger.Error("configuration reloaded, but some files could not be re-read and keep their old contents", "path", a.path, "error", a.filesErr)
+		a.metrics.reloaded(false)
+		return
+	}
 	a.logger.Info("configuration reloaded", "path", a.path, "listeners", len(cfg.Listeners))
 	a.metrics.reloaded(true)
 }
 
-// reloadFiles re-reads the files of filters kept across a reload.
-func (a *app) reloadFiles(cfg *Config) {
+// reloadFiles re-reads the files of filters kept across a reload and the
+// certificates. What fails keeps its old contents; the errors are returned.
+func (a *app) reloadFiles(cfg *Config) error {
+	var errs []error
 	for _, fi := range a.filters {
 		var err error
 		switch f := fi.filter.(type) {
@@ -146,14 +159,15 @@ func (a *app) reloadFiles(cfg *Config) {
 			err = f.Reload()
 		}
 		if err != nil {
-			a.logger.Error("reloading filter files failed; keeping the old contents", "filter", fi.conf.Name, "error", err)
+			errs = append(errs, fmt.Errorf("filter %q: %w", fi.conf.Name, err))
 		}
 	}
 	if a.tls != nil {
 		if err := a.tls.Reload(a.tlsOptions(cfg)); err != nil {
-			a.logger.Error("reloading certificates failed; keeping the old ones", "error", err)
+			errs = append(errs, err)
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // build turns a validated Config into the proxy's Config, constructing
@@ -165,7 +179,7 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 	}
 	// Filters and certificates kept from the running configuration
 	// re-read their files (a no-op at start, when there are none).
-	a.reloadFiles(cfg)
+	filesErr := a.reloadFiles(cfg)
 	if needTLS && a.tls == nil {
 		mgr, err := tlsconf.New(ctx, a.tlsOptions(cfg))
 		if err != nil {
@@ -212,6 +226,7 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 				MaxSessions:      l.Limits.MaxSessions,
 				MaxSessionsPerIP: l.Limits.MaxSessionsPerIP,
 				BackendTimeout:   l.Limits.BackendTimeout,
+				HandshakeTimeout: l.Limits.HandshakeTimeout,
 			},
 		}
 		if l.Connect == ConnectAfterAuth {
@@ -230,6 +245,7 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 	// Commit: keep the instances this configuration uses.
 	a.closeFilters(insts)
 	a.filters = insts
+	a.filesErr = filesErr
 	return pcfg, nil
 }
 

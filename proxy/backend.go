@@ -23,6 +23,7 @@ import (
 type backendConn struct {
 	name      string
 	conn      net.Conn
+	tc        *timeoutConn // moves deadlines; its timeouts are set once dialled
 	r         *parser.Reader
 	w         *parser.Writer
 	greeting  parser.Response
@@ -94,7 +95,9 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 		}
 		conn = tc
 	}
-	bc := newBackendConn(b.Name, conn, readTimeout)
+	// Until the backend is ready the absolute connect deadline bounds every
+	// read and write; the per-read timeout takes over afterwards.
+	bc := newBackendConn(b.Name, conn, 0)
 	g, err := bc.r.ReadResponse()
 	if err != nil {
 		return nil, fmt.Errorf("reading greeting: %w", err)
@@ -120,7 +123,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 			return nil, fmt.Errorf("STLS handshake: %w", err)
 		}
 		conn = tc
-		bc = newBackendConn(b.Name, conn, readTimeout)
+		bc = newBackendConn(b.Name, conn, 0)
 		bc.greeting, bc.timestamp = g, timestampRE.FindString(g.Text)
 	}
 	if b.Forward == ForwardXCLIENT && g.Code == "XCLIENT" {
@@ -134,6 +137,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 		}
 	}
 	conn.SetDeadline(time.Time{})
+	bc.tc.readTimeout, bc.tc.writeTimeout = readTimeout, readTimeout
 	ok = true
 	return bc, nil
 }
@@ -143,6 +147,7 @@ func newBackendConn(name string, conn net.Conn, readTimeout time.Duration) *back
 	return &backendConn{
 		name: name,
 		conn: conn,
+		tc:   tc,
 		r:    parser.NewReader(bufio.NewReaderSize(tc, 32*1024), parser.DefaultMaxResponseLine),
 		w:    parser.NewWriter(bufio.NewWriterSize(tc, 4096)),
 	}

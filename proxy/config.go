@@ -81,6 +81,7 @@ type Limits struct {
 	WriteTimeout     time.Duration // a client that reads nothing for this long is dropped; 0 = 60s
 	PipelineDepth    int           // commands in flight per session; 0 = 128
 	BackendTimeout   time.Duration // backend read timeout when the backend sets none; 0 = 60s
+	HandshakeTimeout time.Duration // client TLS handshake; 0 = Config.HandshakeTimeout, else 15s
 	MaxSessions      int           // per listener group; 0 = unlimited
 	MaxSessionsPerIP int           // 0 = unlimited
 }

@@ -208,7 +208,10 @@ func (s *session) accept() bool {
 
 // handshake runs a server TLS handshake on c within the handshake timeout.
 func (s *session) handshake(c net.Conn) (net.Conn, error) {
-	timeout := s.cfg.HandshakeTimeout
+	timeout := s.limits.HandshakeTimeout
+	if timeout <= 0 {
+		timeout = s.cfg.HandshakeTimeout
+	}
 	if timeout <= 0 {
 		timeout = 15 * time.Second
 	}
