@@ -63,7 +63,9 @@ func (s *session) dispatch(cmd parser.Command, local *parser.Response) *run {
 		outDone:  make(chan struct{}),
 	}
 	s.lastSend, s.lastOut = r.sendDone, r.outDone
-	r.flushSend = !s.moreBuffered() || len(s.window) == cap(s.window)
+	// The last command of a burst flushes the backend writer; so does one
+	// the dispatcher will wait for (QUIT) and one that fills the window.
+	r.flushSend = !s.moreBuffered() || len(s.window) == cap(s.window) || cmd.Verb == "QUIT"
 	r.exclusive = local == nil && s.isExclusive(cmd)
 	s.inflight.Add(1)
 	go r.exec()

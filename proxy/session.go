@@ -315,7 +315,14 @@ func (s *session) handleReadError(err error) bool {
 		s.setReason("timeout")
 		s.writeFinal(parser.Err("", "autologout; idle for too long"))
 		return false
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		// The client closed its side. It may still be reading (a
+		// half-close, as "printf ... | nc -N" does): answer what is in
+		// flight, then end without QUIT.
+		s.waitIdle()
+		s.setReason("client-closed")
+		return false
+	case errors.Is(err, net.ErrClosed):
 		s.setReason("client-closed")
 		return false
 	default:

@@ -51,7 +51,12 @@ func kickUsers(confs []string, names []string) error {
 			}
 			kicked[s.user] = true
 			if out, err := exec.Command("doveadm", "-c", conf, "kick", s.user).CombinedOutput(); err != nil {
-				return fmt.Errorf("doveadm kick %s: %w: %s", s.user, err, out)
+				// Exit 68 (EX_NOUSER) means "no users kicked": the session
+				// ended between who and kick, which is what we want.
+				var ee *exec.ExitError
+				if !errors.As(err, &ee) || ee.ExitCode() != 68 {
+					return fmt.Errorf("doveadm kick %s: %w: %s", s.user, err, out)
+				}
 			}
 		}
 	}
