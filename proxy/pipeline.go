@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -199,7 +200,14 @@ func (r *run) exec() {
 		}
 	}
 	if err := s.output(r); err != nil {
+		if errors.Is(err, errBodySource) {
+			s.log.Warn("message body failed midway; closing the client connection without the terminating dot",
+				"command", r.ex.Command.Verb, "error", err)
+			s.abort("backend-error")
+			return
+		}
 		s.log.Info("session closed while writing a response", "command", r.ex.Command.Verb, "error", err)
+		s.dropUnsent()
 		s.abort("write-error")
 		return
 	}
@@ -234,6 +242,32 @@ func (s *session) loginDelay(r *run) time.Duration {
 	return s.srv.throttle.fail(time.Now(), "ip:"+addrPort(s.info.ClientAddr).Addr().String(), user)
 }
 
+// errBodySource marks a body that failed on its reading side.
+var errBodySource = errors.New("body source failed")
+
+// errWriter remembers whether a write failed, to tell a client that does
+// not read from a body whose source broke.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
+
+// dropUnsent makes the close of a client that stopped reading a reset, so
+// the kernel does not keep retrying megabytes of unsent body for minutes.
+func (s *session) dropUnsent() {
+	if tc, ok := s.raw.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+}
+
 // closeBody closes and forgets the exchange's body.
 func closeBody(ex *filters.Exchange) {
 	if c, ok := ex.Body.(io.Closer); ok {
@@ -252,10 +286,16 @@ func (s *session) output(r *run) error {
 		return fmt.Errorf("client write: %w", err)
 	}
 	if ex.Body != nil && ex.Response.IsOK() {
-		dw := s.cw.DotWriter()
-		if _, err := copyBody(dw, ex.Body); err != nil {
+		tw := &errWriter{w: s.cw.DotWriter()}
+		if _, err := copyBody(tw, ex.Body); err != nil {
+			if tw.err == nil {
+				// The body's source failed (backend gone, body cut short):
+				// not the client's fault.
+				return fmt.Errorf("%w: relaying body: %w", errBodySource, err)
+			}
 			return fmt.Errorf("relaying body: %w", err)
 		}
+		dw := tw.w.(io.WriteCloser)
 		if err := dw.Close(); err != nil {
 			return fmt.Errorf("client write: %w", err)
 		}

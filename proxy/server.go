@@ -22,7 +22,8 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[string]*boundListener // by listener name
 	sessions  map[*session]struct{}
-	perIP     map[netip.Addr]int
+	perIP     map[ipKey]int  // sessions per listener and client address
+	perLst    map[string]int // sessions per listener
 	closing   bool
 	sessWG    sync.WaitGroup
 	acceptWG  sync.WaitGroup
@@ -47,7 +48,8 @@ func New(logger hclog.Logger) *Server {
 		logger:    logger,
 		listeners: make(map[string]*boundListener),
 		sessions:  make(map[*session]struct{}),
-		perIP:     make(map[netip.Addr]int),
+		perIP:     make(map[ipKey]int),
+		perLst:    make(map[string]int),
 		idPrefix:  fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff),
 		throttle:  newThrottle(),
 	}
@@ -203,13 +205,14 @@ func (s *Server) startSession(cfg *Config, lst *Listener, conn net.Conn) {
 		return
 	}
 	limits := lst.Limits.withDefaults()
-	if limits.MaxSessions > 0 && len(s.sessions) >= limits.MaxSessions {
+	if limits.MaxSessions > 0 && s.perLst[lst.Name] >= limits.MaxSessions {
 		s.mu.Unlock()
 		s.refuse(cfg, lst, conn, "max-sessions", "too many connections, try again later")
 		return
 	}
 	sess := newSession(s, cfg, lst, conn, fmt.Sprintf("%s-%d", s.idPrefix, s.nextID.Add(1)))
 	s.sessions[sess] = struct{}{}
+	s.perLst[lst.Name]++
 	s.sessWG.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -217,27 +220,36 @@ func (s *Server) startSession(cfg *Config, lst *Listener, conn net.Conn) {
 		sess.run()
 		s.mu.Lock()
 		delete(s.sessions, sess)
+		if s.perLst[lst.Name]--; s.perLst[lst.Name] <= 0 {
+			delete(s.perLst, lst.Name)
+		}
 		s.mu.Unlock()
 	}()
 }
 
-// acquireIP counts a session against its client address; false means the
-// per-address limit is reached.
-func (s *Server) acquireIP(ip netip.Addr, limit int) bool {
+// ipKey counts sessions per listener and client address.
+type ipKey struct {
+	listener string
+	ip       netip.Addr
+}
+
+// acquireIP counts a session against its client address on its listener;
+// false means the per-address limit is reached.
+func (s *Server) acquireIP(k ipKey, limit int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if limit > 0 && s.perIP[ip] >= limit {
+	if limit > 0 && s.perIP[k] >= limit {
 		return false
 	}
-	s.perIP[ip]++
+	s.perIP[k]++
 	return true
 }
 
-func (s *Server) releaseIP(ip netip.Addr) {
+func (s *Server) releaseIP(k ipKey) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
+	if s.perIP[k]--; s.perIP[k] <= 0 {
+		delete(s.perIP, k)
 	}
 }
 

@@ -65,7 +65,7 @@ type session struct {
 	endOnce  sync.Once
 	reasonMu sync.Mutex
 	reason   string
-	ipHeld   netip.Addr
+	ipHeld   ipKey // the per-address count this session holds
 	quitting atomic.Bool
 	started  bool // observers and hooks saw the start: they see the end
 	tlsStart bool // the connection was TLS when the session started
@@ -180,7 +180,8 @@ func (s *session) accept() bool {
 		s.info.LocalAddr = pc.LocalAddr()
 	}
 	ip := addrPort(s.info.ClientAddr).Addr()
-	if !s.srv.acquireIP(ip, s.limits.MaxSessionsPerIP) {
+	key := ipKey{listener: s.lst.Name, ip: ip}
+	if !s.srv.acquireIP(key, s.limits.MaxSessionsPerIP) {
 		s.setReason("max-sessions-per-ip")
 		if s.cfg.Hooks.Throttled != nil {
 			s.cfg.Hooks.Throttled(s.lst.Name, "max-sessions-per-ip")
@@ -191,7 +192,7 @@ func (s *session) accept() bool {
 		}
 		return false
 	}
-	s.ipHeld = ip
+	s.ipHeld = key
 	s.conn = s.raw
 	if s.lst.TLS == TLSImplicit {
 		tc, err := s.handshake(s.raw)
@@ -382,7 +383,7 @@ func (s *session) finish() {
 			s.be.close() // never QUIT: only the client's own QUIT is relayed
 		}
 		s.raw.Close()
-		if s.ipHeld.IsValid() {
+		if s.ipHeld.ip.IsValid() {
 			s.srv.releaseIP(s.ipHeld)
 		}
 		end := filters.SessionEnd{
