@@ -211,6 +211,7 @@ func (r *run) exec() {
 		s.abort("write-error")
 		return
 	}
+	s.lastAnswer.Store(time.Now().UnixNano())
 	s.after(r)
 }
 

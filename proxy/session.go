@@ -67,8 +67,12 @@ type session struct {
 	reason   string
 	ipHeld   ipKey // the per-address count this session holds
 	quitting atomic.Bool
-	started  bool // observers and hooks saw the start: they see the end
-	tlsStart bool // the connection was TLS when the session started
+	// lastAnswer is when the last answer was written (Unix nanoseconds):
+	// the RFC 1939 inactivity timer runs from the later of that and the
+	// last command.
+	lastAnswer atomic.Int64
+	started    bool // observers and hooks saw the start: they see the end
+	tlsStart   bool // the connection was TLS when the session started
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
@@ -341,6 +345,9 @@ func (s *session) readCommand() (parser.Command, error) {
 		// client cannot hold a connection by trickling commands; after
 		// login the RFC 1939 inactivity timer restarts with every command.
 		deadline := time.Now().Add(s.limits.IdleTimeout)
+		if last := time.Unix(0, s.lastAnswer.Load()); last.Add(s.limits.IdleTimeout).After(deadline) {
+			deadline = last.Add(s.limits.IdleTimeout)
+		}
 		if s.info.State() == filters.Authorization {
 			deadline = s.info.Started.Add(s.limits.PreLoginTimeout)
 		}
@@ -349,8 +356,9 @@ func (s *session) readCommand() (parser.Command, error) {
 		if err == nil {
 			break
 		}
-		if isTimeout(err) && s.busy() && s.ctx.Err() == nil {
-			continue
+		if isTimeout(err) && s.ctx.Err() == nil && (s.busy() || s.info.State() == filters.Transaction &&
+			time.Since(time.Unix(0, s.lastAnswer.Load())) < s.limits.IdleTimeout) {
+			continue // not idle: an answer is still going out, or just went
 		}
 		return parser.Command{}, err
 	}
