@@ -233,7 +233,7 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 	cs := tc.ConnectionState()
 	s.info.TLS = &cs
 	s.info.SNI = cs.ServerName
-	s.log = s.log.With("tls", tls.VersionName(cs.Version))
+	s.log = s.log.With("tls", tls.VersionName(cs.Version), "cipher", tls.CipherSuiteName(cs.CipherSuite), "sni", cs.ServerName)
 	s.info.Logger = s.log
 	return tc, nil
 }
