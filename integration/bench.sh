@@ -3,9 +3,12 @@
 # popgate's TLS against HAProxy and stunnel, on this machine (loopback
 # only), and print a Markdown report (see docs/BENCHMARKS.md).
 #
-# Usage: integration/bench.sh [quick|full]
+# Usage: integration/bench.sh [quick|full] [SCENARIO...]
 #   full   (default) the numbers of docs/BENCHMARKS.md; about 20 minutes
 #   quick  short rounds for CI; a few minutes
+#   SCENARIO  run only these: idle tls-idle idle-on-accept retr noop-rtt
+#          noop-pipelined retr-pipelined logins concurrent tls-retr
+#          scan-retr parser (default: all)
 #
 # It installs and starts the integration environment (setup.sh, start.sh),
 # builds popgate and integration/popload, writes configurations for
@@ -25,10 +28,24 @@ MODE=${1:-full}
 case $MODE in
 quick | full) ;;
 *)
-	echo "usage: $0 [quick|full]" >&2
+	echo "usage: $0 [quick|full] [SCENARIO...]" >&2
 	exit 2
 	;;
 esac
+[ $# -gt 0 ] && shift
+ONLY=" $* "
+ALL=" idle tls-idle idle-on-accept retr noop-rtt noop-pipelined retr-pipelined logins concurrent tls-retr scan-retr parser "
+for s in $ONLY; do
+	case $ALL in
+	*" $s "*) ;;
+	*)
+		echo "$0: unknown scenario $s; known:$ALL" >&2
+		exit 2
+		;;
+	esac
+done
+# want NAME: NAME was asked for, or nothing was.
+want() { [ "$ONLY" = "  " ] || case $ONLY in *" $1 "*) true ;; *) false ;; esac }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -170,38 +187,48 @@ LOADUSER="-user load000 -pass load-pw"
 } | tee "$RUN/machine.txt"
 
 # Memory first, each with a fresh popgate.
-start_popgate
-run idle -label "idle, after-auth (no backend connection)" -target popgate=127.0.0.1:$AFTERAUTH_PORT -pid popgate=$PG_PID -sessions $IDLE
-start_popgate
-run tls-idle -label "tls-idle, after-auth" -target popgate=127.0.0.1:$TLSIDLE_PORT -pid popgate=$PG_PID -sessions $TLSIDLE -ca "$CA"
-start_popgate
-run idle -label "idle, on-accept (with its Dovecot connection)" -target popgate=127.0.0.1:$PLAIN_PORT -pid popgate=$PG_PID -sessions $ONACCEPT_IDLE
+if want idle; then
+	start_popgate
+	run idle -label "idle, after-auth (no backend connection)" -target popgate=127.0.0.1:$AFTERAUTH_PORT -pid popgate=$PG_PID -sessions $IDLE
+fi
+if want tls-idle; then
+	start_popgate
+	run tls-idle -label "tls-idle, after-auth" -target popgate=127.0.0.1:$TLSIDLE_PORT -pid popgate=$PG_PID -sessions $TLSIDLE -ca "$CA"
+fi
+if want idle-on-accept; then
+	start_popgate
+	run idle -label "idle, on-accept (with its Dovecot connection)" -target popgate=127.0.0.1:$PLAIN_PORT -pid popgate=$PG_PID -sessions $ONACCEPT_IDLE
+fi
 start_popgate
 POPGATE="-target popgate=127.0.0.1:$PLAIN_PORT -pid popgate=$PG_PID"
 
-run retr $DIRECT $POPGATE -user big -pass big-pw-5d0e -rounds $R
-run noop-rtt $DIRECT $POPGATE $LOADUSER -rounds $R -count $NOOPS
-run noop-pipelined $DIRECT $POPGATE $LOADUSER -rounds $R -batches $BATCHES
-run retr-pipelined $DIRECT $POPGATE -user bob -pass bob-pw-91c2 -rounds $R
-run logins $DIRECT $POPGATE -pass load-pw -concurrency 16 -duration $LOGIN_DUR -rounds $LOGIN_R
-run concurrent $DIRECT $POPGATE -pass load-pw -sessions $CONC -duration $CONC_DUR -rounds $CONC_R
+want retr && run retr $DIRECT $POPGATE -user big -pass big-pw-5d0e -rounds $R
+want noop-rtt && run noop-rtt $DIRECT $POPGATE $LOADUSER -rounds $R -count $NOOPS
+want noop-pipelined && run noop-pipelined $DIRECT $POPGATE $LOADUSER -rounds $R -batches $BATCHES
+want retr-pipelined && run retr-pipelined $DIRECT $POPGATE -user bob -pass bob-pw-91c2 -rounds $R
+want logins && run logins $DIRECT $POPGATE -pass load-pw -concurrency 16 -duration $LOGIN_DUR -rounds $LOGIN_R
+want concurrent && run concurrent $DIRECT $POPGATE -pass load-pw -sessions $CONC -duration $CONC_DUR -rounds $CONC_R
 
-(cd "$RUN" && exec haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1) &
-HA_PID=$!
-(cd "$RUN" && exec stunnel4 "$RUN/stunnel.conf" >"$RUN/stunnel.out" 2>&1) &
-ST_PID=$!
-wait_port haproxy "$HAPROXY_PORT" "$HA_PID"
-wait_port stunnel "$STUNNEL_PORT" "$ST_PID"
-run tls-retr -target haproxy=127.0.0.1:$HAPROXY_PORT -target popgate=127.0.0.1:$TLS_PORT \
-	-target stunnel=127.0.0.1:$STUNNEL_PORT -target dovecot-tls=$POP3S_ADDR \
-	-pid haproxy=$HA_PID -pid popgate=$PG_PID -pid stunnel=$ST_PID -ca "$CA" \
-	-user big -pass big-pw-5d0e -rounds $TLS_R
-stop haproxy "$HA_PID"
-stop stunnel "$ST_PID"
-HA_PID= ST_PID=
+if want tls-retr; then
+	(cd "$RUN" && exec haproxy -db -f "$RUN/haproxy.cfg" >"$RUN/haproxy.log" 2>&1) &
+	HA_PID=$!
+	(cd "$RUN" && exec stunnel4 "$RUN/stunnel.conf" >"$RUN/stunnel.out" 2>&1) &
+	ST_PID=$!
+	wait_port haproxy "$HAPROXY_PORT" "$HA_PID"
+	wait_port stunnel "$STUNNEL_PORT" "$ST_PID"
+	run tls-retr -target haproxy=127.0.0.1:$HAPROXY_PORT -target popgate=127.0.0.1:$TLS_PORT \
+		-target stunnel=127.0.0.1:$STUNNEL_PORT -target dovecot-tls=$POP3S_ADDR \
+		-pid haproxy=$HA_PID -pid popgate=$PG_PID -pid stunnel=$ST_PID -ca "$CA" \
+		-user big -pass big-pw-5d0e -rounds $TLS_R
+	stop haproxy "$HA_PID"
+	stop stunnel "$ST_PID"
+	HA_PID= ST_PID=
+fi
 
-run scan-retr -plain 127.0.0.1:$PLAIN_PORT -scan 127.0.0.1:$SCAN_PORT -clamd "$CLAMD_TCP" -popgate-pid $PG_PID \
-	-message 10MiB=virus:virus-pw-0c1d:4 -message 50MiB=big:big-pw-5d0e:1 -rounds $SCAN_R
+if want scan-retr; then
+	run scan-retr -plain 127.0.0.1:$PLAIN_PORT -scan 127.0.0.1:$SCAN_PORT -clamd "$CLAMD_TCP" -popgate-pid $PG_PID \
+		-message 10MiB=virus:virus-pw-0c1d:4 -message 50MiB=big:big-pw-5d0e:1 -rounds $SCAN_R
+fi
 stop popgate "$PG_PID"
 PG_PID=
 
@@ -211,9 +238,9 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$RUN/mach
 	cat "$RUN/machine.txt"
 	echo '```'
 	echo
-	"$POPLOAD" report "$RESULTS"
+	[ -s "$RESULTS" ] && "$POPLOAD" report "$RESULTS"
 } >"$RUN/report.md"
-if [ "$MODE" = full ]; then
+if [ "$MODE" = full ] && want parser; then
 	{
 		echo
 		echo "### Parser micro-benchmarks"
