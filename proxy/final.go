@@ -39,7 +39,9 @@ func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
 	}
 	r.acquireSend()
 	if err := be.w.WriteCommand(ex.Out); err != nil {
-		if errors.Is(err, parser.ErrBadLine) {
+		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrBadCommand) {
+			// A filter produced a command that cannot be sent as is;
+			// nothing was written.
 			return parser.NewError("", "command refused", err)
 		}
 		return fmt.Errorf("backend write: %w", err)
