@@ -28,9 +28,15 @@ type backendConn struct {
 	w         *parser.Writer
 	greeting  parser.Response
 	timestamp string // APOP timestamp of the greeting, with brackets
+	stop      func() bool // releases the close-on-session-end hook
 }
 
-func (b *backendConn) close() { b.conn.Close() }
+func (b *backendConn) close() {
+	if b.stop != nil {
+		b.stop()
+	}
+	b.conn.Close()
+}
 
 // errBackend wraps a failure to reach or talk to a backend as the
 // [SYS/TEMP] answer the client gets: never a hang, never an auth failure.
@@ -71,9 +77,13 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	// When the session ends (abort, shutdown) the backend connection closes
+	// with it, whatever is waiting on it: the greeting, a login, a body.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	ok := false
 	defer func() {
 		if !ok {
+			stop()
 			conn.Close()
 		}
 	}()
@@ -138,6 +148,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	}
 	conn.SetDeadline(time.Time{})
 	bc.tc.readTimeout, bc.tc.writeTimeout = readTimeout, readTimeout
+	bc.stop = stop
 	ok = true
 	return bc, nil
 }

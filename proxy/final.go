@@ -37,7 +37,29 @@ func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
 	if be == nil {
 		return parser.NewError(parser.CodeSysTemp, "not connected to a backend", nil)
 	}
+	if ex.Out.Verb == "AUTH" && len(ex.Out.Args) > 0 && s.info.State() == filters.Authorization {
+		l := &s.info.Login
+		*l = filters.Login{Mechanism: strings.ToLower(ex.Out.Arg(0)), Backend: l.Backend}
+		if l.Mechanism == "plain" && len(ex.Out.Args) > 1 {
+			l.User = plainUser(ex.Out.Arg(1))
+			l.BackendUser = l.User
+		}
+	}
 	r.acquireSend()
+	if ex.Out.Verb == "QUIT" {
+		// QUIT commits deletions: send it only once every earlier answer
+		// has gone out and the session is still alive (max_errors or a
+		// failed body may close it first). Flush what earlier pipelined
+		// commands left in the buffer, or their answers never come.
+		if be.w.Buffered() > 0 {
+			if err := be.w.Flush(); err != nil {
+				return fmt.Errorf("backend write: %w", err)
+			}
+		}
+		if !r.acquireOut() {
+			return context.Canceled
+		}
+	}
 	if err := be.w.WriteCommand(ex.Out); err != nil {
 		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrBadCommand) {
 			// A filter produced a command that cannot be sent as is;
@@ -70,6 +92,11 @@ func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
 				return perr
 			}
 			line = "*" // cancel the exchange on the backend too, then report
+		}
+		if perr == nil && s.info.State() == filters.Authorization && s.info.Login.User == "" &&
+			strings.EqualFold(ex.Out.Arg(0), "PLAIN") {
+			s.info.Login.User = plainUser(line)
+			s.info.Login.BackendUser = s.info.Login.User
 		}
 		if err := be.w.WriteLine(line); err != nil {
 			return fmt.Errorf("backend write: %w", err)
@@ -111,17 +138,7 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 	case "APOP":
 		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "apop", Backend: l.Backend}
 	case "AUTH":
-		if len(ex.Out.Args) > 0 {
-			*l = filters.Login{Mechanism: strings.ToLower(ex.Out.Arg(0)), Backend: l.Backend}
-			if l.Mechanism == "plain" && len(ex.Out.Args) > 1 {
-				// Name the user in logs and audit; the password is dropped.
-				if raw, err := base64.StdEncoding.DecodeString(ex.Out.Arg(1)); err == nil {
-					if parts := strings.Split(string(raw), "\x00"); len(parts) == 3 {
-						l.User, l.BackendUser = parts[1], parts[1]
-					}
-				}
-			}
-		}
+		// Login was set up before the exchange (see roundTrip).
 	case "PASS":
 		l.Mechanism = "user"
 	default:
@@ -132,9 +149,31 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 	}
 }
 
+// maxSASLLine bounds a SASL continuation line, in octets with CRLF: room
+// for OAUTHBEARER tokens and Kerberos tickets.
+const maxSASLLine = 12288
+
 // errClient marks a failure of the client connection itself, so the
 // session ends quietly as "client-closed" instead of blaming the backend.
 var errClient = errors.New("client connection failed")
+
+// plainUser returns the mailbox a SASL PLAIN response (RFC 4616) logs in
+// to: the authorization identity when there is one (a master-user login),
+// else the authentication identity. The password is dropped at once.
+func plainUser(b64 string) string {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return ""
+	}
+	parts := strings.Split(string(raw), "\x00")
+	if len(parts) != 3 {
+		return ""
+	}
+	if parts[0] != "" {
+		return parts[0]
+	}
+	return parts[1]
+}
 
 // prompt sends a SASL continuation and returns the client's answer: a
 // base64 string, "=" or "*".
@@ -145,7 +184,12 @@ func (s *session) prompt(ctx context.Context, challenge parser.Response) (string
 	if err := s.cw.Flush(); err != nil {
 		return "", fmt.Errorf("%w: write: %w", errClient, err)
 	}
+	// RFC 5034 section 4: a response too long for the command line is
+	// sent as a continuation, so continuation lines get a larger bound.
+	max := s.cr.MaxLine
+	s.cr.MaxLine = maxSASLLine
 	line, err := s.cr.ReadLine()
+	s.cr.MaxLine = max
 	if err != nil {
 		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrLineTooLong) {
 			return "", parser.NewError("", "malformed SASL response", err)

@@ -264,7 +264,7 @@ func (e *errWriter) Write(p []byte) (int, error) {
 // dropUnsent makes the close of a client that stopped reading a reset, so
 // the kernel does not keep retrying megabytes of unsent body for minutes.
 func (s *session) dropUnsent() {
-	if tc, ok := s.raw.(*net.TCPConn); ok {
+	if tc, ok := s.tcp.(*net.TCPConn); ok {
 		tc.SetLinger(0)
 	}
 }

@@ -36,7 +36,8 @@ type session struct {
 	observers []filters.Observer
 	rewriters []filters.LoginRewriter
 
-	raw  net.Conn // the accepted TCP connection
+	tcp  net.Conn // the accepted connection; never reassigned, so abort may close it from any goroutine
+	raw  net.Conn // tcp, or the PROXY protocol reader over it
 	conn net.Conn // what the codec runs on: raw, or TLS over it
 	cr   *parser.Reader
 	cw   *parser.Writer
@@ -82,6 +83,7 @@ func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id strin
 		cfg:    cfg,
 		lst:    lst,
 		limits: limits,
+		tcp:    conn,
 		raw:    conn,
 		window: make(chan struct{}, limits.PipelineDepth),
 	}
@@ -124,14 +126,14 @@ func (s *session) setReason(r string) {
 }
 
 // abort ends the session at once: both connections are closed, the backend
-// without QUIT, so nothing is committed.
+// without QUIT, so nothing is committed. It is safe from any goroutine:
+// cancelling the session context closes the backend connection (see
+// dialBackend), and closing the accepted connection ends every read and
+// write on the client side.
 func (s *session) abort(reason string) {
 	s.setReason(reason)
 	s.cancel()
-	s.raw.Close()
-	if be := s.be; be != nil {
-		be.close()
-	}
+	s.tcp.Close()
 }
 
 func (s *session) run() {
@@ -371,6 +373,8 @@ func (s *session) busy() bool { return len(s.window) > 0 }
 // waitIdle waits until no exchange is in flight.
 func (s *session) waitIdle() { s.inflight.Wait() }
 
+var crlf = []byte("\r\n")
+
 // moreBuffered reports whether a complete command line is already buffered.
 func (s *session) moreBuffered() bool {
 	n := s.cr.Buffered()
@@ -378,7 +382,7 @@ func (s *session) moreBuffered() bool {
 		return false
 	}
 	b, _ := s.cr.R.Peek(n)
-	return bytes.IndexByte(b, '\n') >= 0
+	return bytes.Contains(b, crlf) // only CRLF ends a line (a bare LF does not)
 }
 
 // finish releases everything and reports the end of the session.
@@ -390,7 +394,7 @@ func (s *session) finish() {
 		if s.be != nil {
 			s.be.close() // never QUIT: only the client's own QUIT is relayed
 		}
-		s.raw.Close()
+		s.tcp.Close()
 		if s.ipHeld.ip.IsValid() {
 			s.srv.releaseIP(s.ipHeld)
 		}
