@@ -25,6 +25,7 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 			user = ex.Out.Arg(0) // a filter translated APOP or AUTH into USER
 		}
 		*l = filters.Login{User: user, BackendUser: ex.Out.Arg(0), Mechanism: "user"}
+		s.userPending = true
 		ex.Response = parser.OK("send PASS")
 	case "PASS":
 		if l.User == "" {
@@ -32,6 +33,7 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 			return nil
 		}
 		l.Password = ex.Out.Arg(0)
+		s.userPending = false
 		ex.Response = s.login(ctx)
 	case "QUIT":
 		ex.Response = parser.OK("popgate signing off")
@@ -85,7 +87,7 @@ func (s *session) login(ctx context.Context) parser.Response {
 	if !resp.IsOK() {
 		bc.close()
 		switch resp.Code {
-		case parser.CodeInUse, parser.CodeLoginDelay, parser.CodeSysTemp:
+		case parser.CodeInUse, parser.CodeLoginDelay, parser.CodeSysTemp, parser.CodeSysPerm:
 			return parser.Err(resp.Code, resp.Text)
 		}
 		return parser.Err(parser.CodeAuth, "authentication failed")
@@ -239,6 +241,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 // pipelined after STLS in plaintext is discarded, never executed, and any
 // USER given before is forgotten.
 func (s *session) startTLS() bool {
+	s.userPending = false
 	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.stlsDone {
 		return s.localReply(parser.Err("", "STLS not available"))
 	}

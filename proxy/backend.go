@@ -27,7 +27,7 @@ type backendConn struct {
 	r         *parser.Reader
 	w         *parser.Writer
 	greeting  parser.Response
-	timestamp string // APOP timestamp of the greeting, with brackets
+	timestamp string      // APOP timestamp of the greeting, with brackets
 	stop      func() bool // releases the close-on-session-end hook
 }
 

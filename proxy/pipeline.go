@@ -233,14 +233,20 @@ func (s *session) loginDelay(r *run) time.Duration {
 		s.srv.throttle.succeed(user)
 		return 0
 	}
-	if resp.Status != parser.StatusErr {
-		return 0
-	}
-	switch resp.Code {
-	case parser.CodeSysTemp, parser.CodeSysPerm, parser.CodeInUse, parser.CodeLoginDelay:
+	if resp.Status != parser.StatusErr || !isAuthFailure(resp) {
 		return 0
 	}
 	return s.srv.throttle.fail(time.Now(), "ip:"+addrPort(s.info.ClientAddr).Addr().String(), user)
+}
+
+// isAuthFailure tells a refused login from a server that could not take
+// one (RFC 3206: [SYS/TEMP], [SYS/PERM], [IN-USE], [LOGIN-DELAY]).
+func isAuthFailure(resp parser.Response) bool {
+	switch resp.Code {
+	case parser.CodeSysTemp, parser.CodeSysPerm, parser.CodeInUse, parser.CodeLoginDelay:
+		return false
+	}
+	return true
 }
 
 // errBodySource marks a body that failed on its reading side.
@@ -333,7 +339,7 @@ func (s *session) after(r *run) {
 			if h := s.cfg.Hooks.Login; h != nil {
 				h(s.lst.Name, s.info.Login.Mechanism, "ok")
 			}
-		} else if resp.Status == parser.StatusErr {
+		} else if resp.Status == parser.StatusErr && isAuthFailure(resp) {
 			s.authFails++
 			s.log.Info("login failed", "user", s.info.Login.User, "code", resp.Code)
 			if h := s.cfg.Hooks.Login; h != nil {

@@ -24,7 +24,7 @@ import (
 )
 
 // Review tests: hostile-input, pipelining, shutdown and state-machine
-// cases, each a regression test for a bug found in review.
+// cases; most are regression tests for bugs found in review.
 
 // reviewLogin reads the greeting and logs in with USER/PASS.
 func reviewLogin(c *testClient) {

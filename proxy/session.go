@@ -55,6 +55,7 @@ type session struct {
 	deletesMarked   int
 	committed       bool
 	stlsDone        bool
+	userPending     bool // after-auth: a USER awaits its PASS
 
 	// Pipeline state, owned by the dispatcher (the run goroutine).
 	lastSend   chan struct{}

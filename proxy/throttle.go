@@ -47,7 +47,9 @@ func (t *throttle) fail(now time.Time, keys ...string) time.Duration {
 		e := t.entries[k]
 		if e == nil || now.Sub(e.last) > t.window {
 			if len(t.entries) >= t.maxEntries {
-				continue // full of fresh entries: do not grow without bound
+				// Full of fresh entries (someone is spraying names):
+				// start over rather than stop throttling new keys.
+				clear(t.entries)
 			}
 			e = &throttleEntry{}
 			t.entries[k] = e
