@@ -64,6 +64,12 @@ func (s *session) check(cmd parser.Command) *parser.Response {
 			}
 		}
 	}
+	if state == filters.Authorization && s.needTLS() {
+		switch cmd.Verb {
+		case "USER", "PASS", "APOP", "AUTH":
+			return refusal(parser.CodeAuth, "plaintext authentication disallowed; use STLS first")
+		}
+	}
 	if state == filters.Authorization && cmd.Verb == "PASS" {
 		switch {
 		case s.lst.Connect == ConnectAfterAuth && !s.userPending:
@@ -74,12 +80,6 @@ func (s *session) check(cmd parser.Command) *parser.Response {
 			// RFC 2595 section 4: a USER given before STLS is forgotten.
 			// The backend saw it, so popgate refuses PASS until a new USER.
 			return refusal("", "send USER first")
-		}
-	}
-	if state == filters.Authorization && s.needTLS() {
-		switch cmd.Verb {
-		case "USER", "PASS", "APOP", "AUTH":
-			return refusal(parser.CodeAuth, "plaintext authentication disallowed; use STLS first")
 		}
 	}
 	return nil
