@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"time"
@@ -46,7 +47,7 @@ func runRetr(args []string, useTLS bool) error {
 			m = nil
 		}
 		m.start()
-		dg, secs, cipher, err := timedRetr(d, t.Addr, c.user, c.pass, *msg)
+		dg, tm, cipher, err := timedRetr(d, t.Addr, c.user, c.pass, *msg)
 		m.stop(dg.Octets)
 		if err != nil {
 			return err
@@ -56,7 +57,7 @@ func runRetr(args []string, useTLS bool) error {
 		}
 		ciphers[i] = cipher
 		if measured {
-			samples[i] = append(samples[i], float64(dg.Octets)/secs/1e6)
+			samples[i] = append(samples[i], float64(dg.Octets)/tm.total/1e6)
 		}
 		return nil
 	})
@@ -104,28 +105,37 @@ func runRetr(args []string, useTLS bool) error {
 	return c.finish(res)
 }
 
-// timedRetr logs in to addr, times RETR n from the command to the
-// terminating dot, and quits. It returns the body's digest, the seconds
-// the RETR took and the TLS cipher suite used.
-func timedRetr(d *dialer, addr, user, pass string, n int) (digest, float64, string, error) {
+// retrTiming is how long a RETR took, in seconds: until its status line
+// arrived, and until its terminating dot.
+type retrTiming struct{ first, total float64 }
+
+// timedRetr logs in to addr, times RETR n from the command to the status
+// line and to the terminating dot, and quits. It returns the body's
+// digest, the timing and the TLS cipher suite used.
+func timedRetr(d *dialer, addr, user, pass string, n int) (digest, retrTiming, string, error) {
+	var tm retrTiming
 	c, err := d.dial(addr)
 	if err != nil {
-		return digest{}, 0, "", err
+		return digest{}, tm, "", err
 	}
 	defer c.close()
 	if err := c.login(user, pass); err != nil {
-		return digest{}, 0, "", err
+		return digest{}, tm, "", err
 	}
 	start := time.Now()
-	dg, err := c.retr(n)
-	secs := time.Since(start).Seconds()
+	if _, err := c.cmd(fmt.Sprintf("RETR %d", n)); err != nil {
+		return digest{}, tm, "", err
+	}
+	tm.first = time.Since(start).Seconds()
+	dg, err := c.readDigest(sha256.New())
+	tm.total = time.Since(start).Seconds()
 	if err != nil {
-		return dg, 0, "", err
+		return dg, tm, "", err
 	}
 	if err := c.quit(); err != nil {
-		return dg, 0, "", err
+		return dg, tm, "", err
 	}
-	return dg, secs, c.cipher, nil
+	return dg, tm, c.cipher, nil
 }
 
 // sameDigest records the first digest in *ref and compares later ones.

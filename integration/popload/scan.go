@@ -96,11 +96,13 @@ func scanOne(c *common, d *dialer, m scanMessage, pid int, res *Result) error {
 		return fmt.Errorf("reading the message without the filter: %w", err)
 	}
 	res.note("message %d of %s: %d octets, SHA-256 %s; identical with and without the filter in every round", m.number, m.user, ref.Octets, ref.SHA256)
-	var scanT, plainT, withT, ratio, peak, rise []float64
+	var scanT, plainT, withT, withFirst, withRest, ratio, peak, rise []float64
 	defer func() {
 		res.add(c.targets[0].Name, scanT)
 		res.add(c.targets[1].Name, plainT)
 		res.add(c.targets[2].Name, withT)
+		res.derive("with filter: until the +OK line (receive, scan)", "s", withFirst)
+		res.derive("with filter: after the +OK line (delivery)", "s", withRest)
 		s := res.derive("with filter / (alone + without filter)", "×", ratio)
 		res.derive("popgate peak RSS (VmHWM) during the filtered RETR", "MiB", peak)
 		res.derive("popgate peak RSS − RSS before it", "MiB", rise)
@@ -145,8 +147,9 @@ func scanOne(c *common, d *dialer, m scanMessage, pid int, res *Result) error {
 		if round < c.warmup {
 			continue
 		}
-		scanT, plainT, withT = append(scanT, st), append(plainT, pt), append(withT, wt)
-		ratio = append(ratio, wt/(st+pt))
+		scanT, plainT, withT = append(scanT, st), append(plainT, pt.total), append(withT, wt.total)
+		withFirst, withRest = append(withFirst, wt.first), append(withRest, wt.total-wt.first)
+		ratio = append(ratio, wt.total/(st+pt.total))
 		peak, rise = append(peak, float64(hwm)/1024), append(rise, float64(hwm-before)/1024)
 	}
 	return nil
