@@ -45,7 +45,12 @@ func runConcurrent(args []string) error {
 	res := c.result("throughput of all sessions", "MB/s")
 	samples := make([][]float64, len(c.targets))
 	rates := make([][]float64, len(c.targets))
+	cpuPerMsg := make([][]float64, len(c.targets))
 	err = c.alternate(func(i int, t target, measured bool) error {
+		cpu0, cpuErr := 0.0, error(nil)
+		if t.PID != 0 {
+			cpu0, cpuErr = cpuSeconds(t.PID)
+		}
 		r := concurrentRound(d, t.Addr, *prefix, c.pass, *users, *sessions, *par, *msgs, *dur, book)
 		res.Errors += r.errors
 		if r.err != nil {
@@ -55,7 +60,14 @@ func runConcurrent(args []string) error {
 			samples[i] = append(samples[i], r.mbps)
 			rates[i] = append(rates[i], r.msgsPerSec)
 		}
-		return nil
+		if t.PID != 0 && measured && cpuErr == nil && r.messages > 0 {
+			cpu1, err := cpuSeconds(t.PID)
+			if err != nil {
+				return err
+			}
+			cpuPerMsg[i] = append(cpuPerMsg[i], (cpu1-cpu0)/float64(r.messages)*1e6)
+		}
+		return cpuErr
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "popload: concurrent: %v\n", err)
@@ -63,6 +75,11 @@ func runConcurrent(args []string) error {
 	c.addWithRatios(res, samples, "concurrent throughput", goalConcurrentRatio)
 	for i, t := range c.targets {
 		res.derive("messages/s "+t.Name, "messages/s", rates[i])
+	}
+	for i, t := range c.targets {
+		if t.PID != 0 {
+			res.derive("CPU per message "+t.Name+" (logins included)", "CPU µs", cpuPerMsg[i])
+		}
 	}
 	res.goal(fmt.Sprintf("errors in %d concurrent sessions", *sessions), "<=", 0, float64(res.Errors), "errors")
 	res.note("%d sessions (users %s000..), each RETRs messages 1..%d of its mailbox in turn for %s per target and round",
@@ -104,6 +121,7 @@ func (b *digestBook) len() int {
 // concurrentResult is one target's round of the concurrent scenario.
 type concurrentResult struct {
 	mbps, msgsPerSec float64
+	messages         int64
 	errors           int
 	err              error // the first error
 }
@@ -175,6 +193,7 @@ func concurrentRound(d *dialer, addr, prefix, pass string, users, n, par, msgs i
 	secs := time.Since(start).Seconds()
 	res.mbps = float64(octets.Load()) / secs / 1e6
 	res.msgsPerSec = float64(done.Load()) / secs
+	res.messages = done.Load()
 	res.errors = int(failed.Load())
 	if err := forEach(n, par, func(k int) error {
 		c := conns[k]
