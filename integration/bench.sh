@@ -179,7 +179,7 @@ LOADUSER="-user load000 -pass load-pw"
 {
 	echo "# popgate benchmark run ($MODE)"
 	echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+	echo "commit: $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo unknown) (popgate is built from the working tree)"
 	echo "cpu: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
 	echo "kernel: $(uname -r); $(go version)"
 	echo "dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1); $(haproxy -v | head -1 | cut -d' ' -f1-3); $(stunnel4 -version 2>&1 | grep -m1 '^stunnel' | cut -d' ' -f1-2)"

@@ -32,6 +32,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -264,7 +265,8 @@ func BenchmarkProxyRetrPipelined1000(b *testing.B) {
 // login) and reports the live heap and goroutine stacks they hold. The
 // numbers include the in-process client's side of each connection (and,
 // for on-accept, the bench backend's), so they are upper bounds for
-// popgate; -benchtime 5000x gives stable figures.
+// popgate; -benchtime 4000x gives stable figures within the default limit
+// of 20000 open files.
 func BenchmarkProxyIdleSessions(b *testing.B) {
 	bb := newBenchBackend(b)
 	for _, tc := range []struct {
@@ -277,6 +279,12 @@ func BenchmarkProxyIdleSessions(b *testing.B) {
 		{"after-auth-tls", ConnectAfterAuth, true},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
+			// Each session holds a client, a proxy and, on-accept, a backend
+			// connection, each with a descriptor at both ends.
+			var rl syscall.Rlimit
+			if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || uint64(b.N)*4+100 > rl.Cur {
+				b.Skipf("%d sessions need %d open files; the limit is %d", b.N, b.N*4+100, rl.Cur)
+			}
 			var conf *tls.Config
 			if tc.tls {
 				conf = benchTLSConfig(b)
@@ -305,7 +313,7 @@ func BenchmarkProxyIdleSessions(b *testing.B) {
 // writeHeapProfile writes the live heap (as of the last GC) to file, to
 // see which allocations idle sessions hold:
 //
-//	POPGATE_BENCH_HEAPDIR=/tmp go test ./proxy -run '^$' -bench IdleSessions -benchtime 5000x -memprofilerate 1
+//	POPGATE_BENCH_HEAPDIR=/tmp go test ./proxy -run '^$' -bench IdleSessions -benchtime 4000x -memprofilerate 1
 //	go tool pprof -sample_index=inuse_space -top /tmp/idle-after-auth.heap
 func writeHeapProfile(b *testing.B, file string) {
 	f, err := os.Create(file)
