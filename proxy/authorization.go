@@ -246,11 +246,11 @@ func (s *session) startTLS() bool {
 		return s.localReply(parser.Err("", "STLS not available"))
 	}
 	s.stlsDone = true
-	if err := s.cw.WriteResponse(parser.OK("begin TLS negotiation")); err != nil {
+	if err := s.writer().WriteResponse(parser.OK("begin TLS negotiation")); err != nil {
 		s.setReason("client-write")
 		return false
 	}
-	if err := s.cw.Flush(); err != nil {
+	if err := s.flush(); err != nil {
 		s.setReason("client-write")
 		return false
 	}

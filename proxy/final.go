@@ -178,10 +178,10 @@ func plainUser(b64 string) string {
 // prompt sends a SASL continuation and returns the client's answer: a
 // base64 string, "=" or "*".
 func (s *session) prompt(ctx context.Context, challenge parser.Response) (string, error) {
-	if err := s.cw.WriteResponse(challenge); err != nil {
+	if err := s.writer().WriteResponse(challenge); err != nil {
 		return "", fmt.Errorf("%w: write: %w", errClient, err)
 	}
-	if err := s.cw.Flush(); err != nil {
+	if err := s.flush(); err != nil {
 		return "", fmt.Errorf("%w: write: %w", errClient, err)
 	}
 	// RFC 5034 section 4: a response too long for the command line is

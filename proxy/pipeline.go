@@ -289,11 +289,11 @@ func closeBody(ex *filters.Exchange) {
 func (s *session) output(r *run) error {
 	ex := r.ex
 	r.wrote = true
-	if err := s.cw.WriteResponse(ex.Response); err != nil {
+	if err := s.writer().WriteResponse(ex.Response); err != nil {
 		return fmt.Errorf("client write: %w", err)
 	}
 	if ex.Body != nil && ex.Response.IsOK() {
-		tw := &errWriter{w: s.cw.DotWriter()}
+		tw := &errWriter{w: s.writer().DotWriter()}
 		if _, err := copyBody(tw, ex.Body); err != nil {
 			if tw.err == nil {
 				// The body's source failed (backend gone, body cut short):
@@ -309,7 +309,7 @@ func (s *session) output(r *run) error {
 	}
 	closeBody(ex)
 	if s.info.State() != filters.Transaction || s.dispatched.Load() == r.seq || s.be == nil || s.be.r.Buffered() == 0 {
-		if err := s.cw.Flush(); err != nil {
+		if err := s.flush(); err != nil {
 			return fmt.Errorf("client write: %w", err)
 		}
 	}

@@ -39,8 +39,9 @@ type session struct {
 	tcp  net.Conn // the accepted connection; never reassigned, so abort may close it from any goroutine
 	raw  net.Conn // tcp, or the PROXY protocol reader over it
 	conn net.Conn // what the codec runs on: raw, or TLS over it
+	ctc  *timeoutConn // the client connection with deadlines and counters
 	cr   *parser.Reader
-	cw   *parser.Writer
+	cw   *parser.Writer // W is nil while nothing is buffered (see writer)
 	in   atomic.Int64
 	out  atomic.Int64
 
@@ -241,11 +242,49 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 	return tc, nil
 }
 
-// setupCodec (re)builds the client reader and writer over s.conn.
+// setupCodec (re)builds the client reader and writer over s.conn. The
+// writer's buffer is borrowed from a pool only while there is something to
+// write, so an idle session holds no write buffer.
 func (s *session) setupCodec() {
-	tc := &timeoutConn{Conn: s.conn, writeTimeout: s.limits.WriteTimeout, in: &s.in, out: &s.out}
-	s.cr = parser.NewReader(bufio.NewReaderSize(tc, 4096), s.limits.MaxLine)
-	s.cw = parser.NewWriter(bufio.NewWriterSize(tc, 4096))
+	s.ctc = &timeoutConn{Conn: s.conn, writeTimeout: s.limits.WriteTimeout, in: &s.in, out: &s.out}
+	s.cr = parser.NewReader(bufio.NewReaderSize(s.ctc, clientReadBuffer), s.limits.MaxLine)
+	if s.cw != nil && s.cw.W != nil {
+		s.cw.W.Reset(s.ctc)
+		return
+	}
+	s.cw = parser.NewWriter(nil)
+}
+
+// clientReadBuffer is the client reader's buffer: room for a burst of
+// pipelined commands; longer lines still read in constant memory.
+const clientReadBuffer = 2048
+
+var clientWriterPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+// writer returns the client writer, with a buffer attached. Only the
+// goroutine that may write to the client calls it.
+func (s *session) writer() *parser.Writer {
+	if s.cw.W == nil {
+		bw := clientWriterPool.Get().(*bufio.Writer)
+		bw.Reset(s.ctc)
+		s.cw.W = bw
+	}
+	return s.cw
+}
+
+// flush sends what the client writer holds and gives its buffer back.
+func (s *session) flush() error {
+	bw := s.cw.W
+	if bw == nil {
+		return nil
+	}
+	if err := s.cw.Flush(); err != nil {
+		return err
+	}
+	s.cw.W = nil
+	bw.Reset(nil)
+	clientWriterPool.Put(bw)
+	return nil
 }
 
 // greet sends the greeting; in on-accept mode it first connects to the
@@ -272,11 +311,11 @@ func (s *session) greet() bool {
 			g.Text += " " + s.info.Timestamp
 		}
 	}
-	if err := s.cw.WriteResponse(g); err != nil {
+	if err := s.writer().WriteResponse(g); err != nil {
 		s.setReason("client-write")
 		return false
 	}
-	if err := s.cw.Flush(); err != nil {
+	if err := s.flush(); err != nil {
 		s.setReason("client-closed")
 		return false
 	}
@@ -288,8 +327,8 @@ func (s *session) writeFinal(r parser.Response) {
 	if s.cw == nil {
 		return
 	}
-	s.cw.WriteResponse(r)
-	s.cw.Flush()
+	s.writer().WriteResponse(r)
+	s.flush()
 }
 
 // loop reads commands until the session ends.
