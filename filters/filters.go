@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -135,24 +136,16 @@ type Session struct {
 	Login  Login
 	Logger hclog.Logger
 
+	state  atomic.Int32 // a State
 	mu     sync.Mutex
-	state  State
 	values map[any]any
 }
 
 // State returns the session's POP3 state.
-func (s *Session) State() State {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.state
-}
+func (s *Session) State() State { return State(s.state.Load()) }
 
 // SetState is called by the proxy as the session moves between states.
-func (s *Session) SetState(st State) {
-	s.mu.Lock()
-	s.state = st
-	s.mu.Unlock()
-}
+func (s *Session) SetState(st State) { s.state.Store(int32(st)) }
 
 // Value returns per-session data a filter stored under key.
 func (s *Session) Value(key any) any {

@@ -13,16 +13,25 @@ import (
 // timeoutConn moves the read or write deadline forward before every call,
 // so a transfer may take as long as it keeps making progress, and counts
 // the octets each way.
+//
+// Moving a deadline re-arms a runtime timer, which costs more than a small
+// read, so a deadline is only moved once an eighth of its timeout has
+// passed: the effective timeout lies between 7/8 and all of the setting.
 type timeoutConn struct {
 	net.Conn
 	readTimeout  time.Duration // 0: leave the read deadline alone
 	writeTimeout time.Duration
 	in, out      *atomic.Int64
+
+	readArmed, writeArmed time.Time // when each deadline was last moved
 }
 
 func (c *timeoutConn) Read(p []byte) (int, error) {
 	if c.readTimeout > 0 {
-		c.Conn.SetReadDeadline(time.Now().Add(c.readTimeout))
+		if now := time.Now(); now.Sub(c.readArmed) > c.readTimeout/8 {
+			c.Conn.SetReadDeadline(now.Add(c.readTimeout))
+			c.readArmed = now
+		}
 	}
 	n, err := c.Conn.Read(p)
 	if c.in != nil {
@@ -33,7 +42,10 @@ func (c *timeoutConn) Read(p []byte) (int, error) {
 
 func (c *timeoutConn) Write(p []byte) (int, error) {
 	if c.writeTimeout > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+		if now := time.Now(); now.Sub(c.writeArmed) > c.writeTimeout/8 {
+			c.Conn.SetWriteDeadline(now.Add(c.writeTimeout))
+			c.writeArmed = now
+		}
 	}
 	n, err := c.Conn.Write(p)
 	if c.out != nil {

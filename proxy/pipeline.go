@@ -69,8 +69,36 @@ func (s *session) dispatch(cmd parser.Command, local *parser.Response) *run {
 	r.flushSend = !s.moreBuffered() || len(s.window) == cap(s.window) || cmd.Verb == "QUIT"
 	r.exclusive = local == nil && s.isExclusive(cmd)
 	s.inflight.Add(1)
-	go r.exec()
+	select {
+	case s.work <- r: // an idle worker takes it
+	default:
+		go s.worker(r)
+	}
 	return r
+}
+
+// maxIdleWorkers is how many worker goroutines a session keeps waiting
+// for its next command.
+const maxIdleWorkers = 1
+
+// worker runs exchanges for a session. A worker is reused for the next
+// command, so a session does not pay for a new goroutine (and its stack
+// growth) per command; after a pipelined burst the surplus workers exit.
+func (s *session) worker(r *run) {
+	for {
+		r.exec()
+		if s.idleWorkers.Add(1) > maxIdleWorkers {
+			s.idleWorkers.Add(-1)
+			return
+		}
+		select {
+		case r = <-s.work:
+			s.idleWorkers.Add(-1)
+		case <-s.ctx.Done():
+			s.idleWorkers.Add(-1)
+			return
+		}
+	}
 }
 
 func (s *session) isExclusive(cmd parser.Command) bool {

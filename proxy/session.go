@@ -36,9 +36,9 @@ type session struct {
 	observers []filters.Observer
 	rewriters []filters.LoginRewriter
 
-	tcp  net.Conn // the accepted connection; never reassigned, so abort may close it from any goroutine
-	raw  net.Conn // tcp, or the PROXY protocol reader over it
-	conn net.Conn // what the codec runs on: raw, or TLS over it
+	tcp  net.Conn     // the accepted connection; never reassigned, so abort may close it from any goroutine
+	raw  net.Conn     // tcp, or the PROXY protocol reader over it
+	conn net.Conn     // what the codec runs on: raw, or TLS over it
 	ctc  *timeoutConn // the client connection with deadlines and counters
 	cr   *parser.Reader
 	cw   *parser.Writer // W is nil while nothing is buffered (see writer)
@@ -59,11 +59,13 @@ type session struct {
 	userPending     bool // after-auth: a USER awaits its PASS
 
 	// Pipeline state, owned by the dispatcher (the run goroutine).
-	lastSend   chan struct{}
-	lastOut    chan struct{}
-	window     chan struct{}
-	dispatched atomic.Int64
-	inflight   sync.WaitGroup
+	lastSend    chan struct{}
+	lastOut     chan struct{}
+	window      chan struct{}
+	work        chan *run // hands exchanges to idle workers
+	idleWorkers atomic.Int32
+	dispatched  atomic.Int64
+	inflight    sync.WaitGroup
 
 	endOnce  sync.Once
 	reasonMu sync.Mutex
@@ -88,6 +90,7 @@ func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id strin
 		tcp:    conn,
 		raw:    conn,
 		window: make(chan struct{}, limits.PipelineDepth),
+		work:   make(chan *run),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.info = &filters.Session{
