@@ -43,6 +43,9 @@ type runKey struct{}
 // dispatch queues cmd (or a local answer) behind the exchanges in flight
 // and starts it. It blocks while the pipeline window is full.
 func (s *session) dispatch(cmd parser.Command, local *parser.Response) *run {
+	if s.useRelay() {
+		return s.dispatchRelay(cmd, local)
+	}
 	s.window <- struct{}{}
 	ex := &filters.Exchange{
 		Session: s.info,

@@ -63,6 +63,7 @@ type session struct {
 	lastOut     chan struct{}
 	window      chan struct{}
 	work        chan *run // hands exchanges to idle workers
+	relayQ      chan *run // the fast path's FIFO (relay.go); nil until used
 	idleWorkers atomic.Int32
 	dispatched  atomic.Int64
 	inflight    sync.WaitGroup
@@ -432,6 +433,9 @@ func (s *session) moreBuffered() bool {
 func (s *session) finish() {
 	s.endOnce.Do(func() {
 		s.cancel()
+		if s.relayQ != nil {
+			close(s.relayQ) // the dispatcher, which runs finish, was its only sender
+		}
 		s.inflight.Wait()
 		s.setReason("client-closed")
 		if s.be != nil {
