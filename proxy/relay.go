@@ -34,7 +34,7 @@ func (s *session) dispatchRelay(cmd parser.Command, local *parser.Response) *run
 	s.window <- struct{}{}
 	r := &run{
 		s:       s,
-		ex:      &filters.Exchange{Session: s.info, Command: cmd, Out: cmd, Started: time.Now()},
+		ex:      &filters.Exchange{Session: s.info, Command: cmd, Out: cmd}, // no filter reads Started
 		seq:     s.dispatched.Add(1),
 		local:   local,
 		outDone: make(chan struct{}),
@@ -102,7 +102,11 @@ func (s *session) relayOne(r *run) {
 		s.abort("write-error")
 		return
 	}
-	s.lastAnswer.Store(time.Now().UnixNano())
+	if r.seq == s.dispatched.Load() {
+		// The last answer of a burst restarts the inactivity timer; the
+		// ones before it need not read the clock.
+		s.lastAnswer.Store(time.Now().UnixNano())
+	}
 	s.after(r)
 }
 

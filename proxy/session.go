@@ -386,6 +386,11 @@ func (s *session) handleReadError(err error) bool {
 // readCommand waits for the next command. While exchanges are in flight
 // the session is not idle, so the wait is extended.
 func (s *session) readCommand() (parser.Command, error) {
+	if s.moreBuffered() {
+		// A pipelined line is already here: no wait, so no deadline to
+		// move (moving one costs more than the read).
+		return s.cr.ReadCommand()
+	}
 	for {
 		// Before login the whole AUTHORIZATION state has one deadline, so a
 		// client cannot hold a connection by trickling commands; after
