@@ -111,16 +111,8 @@ func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
 			return perr
 		}
 	}
-	ex.Response = resp
-	if parser.HasBody(ex.Out, resp) {
-		ex.Body = be.r.DotReader()
-		if ex.Out.Verb == "CAPA" {
-			body, err := s.filterCapa(ex.Body)
-			if err != nil {
-				return err
-			}
-			ex.Body = body
-		}
+	if err := s.attachBody(ex, resp); err != nil {
+		return err
 	}
 	if s.info.State() == filters.Authorization {
 		s.trackPassthroughLogin(ex)

@@ -230,6 +230,13 @@ func (r *run) exec() {
 			return
 		}
 	}
+	s.answer(r, true)
+}
+
+// answer writes the exchange's answer to the client and updates the
+// session; on failure it ends the session. stamp restarts the inactivity
+// timer (the relay does it once per burst).
+func (s *session) answer(r *run, stamp bool) {
 	if err := s.output(r); err != nil {
 		if errors.Is(err, errBodySource) {
 			s.log.Warn("message body failed midway; closing the client connection without the terminating dot",
@@ -242,7 +249,9 @@ func (r *run) exec() {
 		s.abort("write-error")
 		return
 	}
-	s.lastAnswer.Store(time.Now().UnixNano())
+	if stamp {
+		s.lastAnswer.Store(time.Now().UnixNano())
+	}
 	s.after(r)
 }
 

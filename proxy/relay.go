@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/parser"
@@ -90,36 +88,27 @@ func (s *session) relayOne(r *run) {
 		s.abort("backend-error")
 		return
 	}
-	if err := s.output(r); err != nil {
-		if errors.Is(err, errBodySource) {
-			s.log.Warn("message body failed midway; closing the client connection without the terminating dot",
-				"command", r.ex.Command.Verb, "error", err)
-			s.abort("backend-error")
-			return
-		}
-		s.log.Info("session closed while writing a response", "command", r.ex.Command.Verb, "error", err)
-		s.dropUnsent()
-		s.abort("write-error")
-		return
-	}
-	if r.seq == s.dispatched.Load() {
-		// The last answer of a burst restarts the inactivity timer; the
-		// ones before it need not read the clock.
-		s.lastAnswer.Store(time.Now().UnixNano())
-	}
-	s.after(r)
+	// Only the last answer of a burst restarts the inactivity timer; the
+	// ones before it need not read the clock.
+	s.answer(r, r.seq == s.dispatched.Load())
 }
 
 // receive reads the backend's answer to ex.Out, and its body.
 func (s *session) receive(ex *filters.Exchange) error {
-	be := s.be
-	resp, err := be.r.ReadResponse()
+	resp, err := s.be.r.ReadResponse()
 	if err != nil {
 		return fmt.Errorf("backend read: %w", err)
 	}
 	if resp.Status == parser.StatusContinue {
 		return fmt.Errorf("backend sent a continuation to %s", ex.Out.Verb)
 	}
+	return s.attachBody(ex, resp)
+}
+
+// attachBody sets the exchange's response and, when parser.HasBody says
+// one follows, its body; a CAPA list is filtered to what popgate honours.
+func (s *session) attachBody(ex *filters.Exchange, resp parser.Response) error {
+	be := s.be
 	ex.Response = resp
 	if parser.HasBody(ex.Out, resp) {
 		ex.Body = be.r.DotReader()
