@@ -117,16 +117,10 @@ func (s *session) localCapa() string {
 	return b.String()
 }
 
-// offersAPOP reports whether the greeting carries an APOP timestamp: only
-// when a filter can verify APOP, since clients try APOP when they see one.
-func (s *session) offersAPOP() bool {
-	for _, f := range s.lst.Filters {
-		if f.Name() == "apop" {
-			return true
-		}
-	}
-	return false
-}
+// offersAPOP reports whether this listener verifies APOP (and CRAM-MD5):
+// then the greeting carries a timestamp and CAPA lists CRAM-MD5. Clients
+// try APOP whenever they see a timestamp, so it is offered only then.
+func (s *session) offersAPOP() bool { return s.timestampSource() != nil }
 
 // TimestampSource is implemented by a filter that verifies APOP: it makes
 // the greeting's timestamp, so it can also choose its host part.
