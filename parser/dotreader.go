@@ -20,6 +20,7 @@ type dotReader struct {
 	lineStart bool  // the next byte starts a line (start of body or after CRLF)
 	afterCR   bool  // the last byte handed out was CR
 	done      bool  // the terminator has been consumed
+	stuffed   bool  // hand out the stuffing dots too (StuffedReader)
 	err       error // sticky error
 }
 
@@ -121,9 +122,12 @@ func (d *dotReader) next(max int, block bool) ([]byte, error) {
 					}
 					return nil, io.EOF
 				}
-				// ".." and ".x" alike lose their first octet.
-				br.Discard(1)
-				b = b[1:]
+				// ".." and ".x" alike lose their first octet, unless
+				// the body is read as it is on the wire.
+				if !d.stuffed {
+					br.Discard(1)
+					b = b[1:]
+				}
 			}
 			d.lineStart = false
 			if len(b) == 0 {

@@ -236,3 +236,61 @@ func TestDotReaderAllocs(t *testing.T) {
 		t.Errorf("%v allocations per body of 4000 lines, want at most 2", allocs)
 	}
 }
+
+// TestStuffedRoundTrip: StuffedReader hands out the wire form without the
+// terminator, and StuffedWriter writes it back to the same wire bytes.
+func TestStuffedRoundTrip(t *testing.T) {
+	bodies := []string{
+		"",
+		"a\r\n",
+		".\r\n",
+		"..\r\n",
+		".x\r\n...y\r\nz\r\n",
+		"no final newline",
+		"line\r\n.\r\nafter dot line\r\n.",
+		strings.Repeat(".dot\r\nplain line\r\n", 5000),
+	}
+	for i, body := range bodies {
+		var wire bytes.Buffer
+		bw := bufio.NewWriter(&wire)
+		w := NewWriter(bw)
+		dw := w.DotWriter()
+		io.WriteString(dw, body)
+		dw.Close()
+		bw.Flush()
+		encoded := wire.String()
+		for _, oneByte := range []bool{false, true} {
+			var src io.Reader = strings.NewReader(encoded + "+OK next\r\n")
+			if oneByte {
+				src = iotest.OneByteReader(src)
+			}
+			r := NewReader(bufio.NewReaderSize(src, 16), DefaultMaxResponseLine)
+			got, err := io.ReadAll(r.StuffedReader())
+			if err != nil {
+				t.Fatalf("body %d: %v", i, err)
+			}
+			if want := strings.TrimSuffix(encoded, ".\r\n"); string(got) != want {
+				t.Fatalf("body %d: stuffed read %q, want %q", i, got, want)
+			}
+			if resp, err := r.ReadResponse(); err != nil || resp.Text != "next" {
+				t.Fatalf("body %d: after the body: %v %v", i, resp, err)
+			}
+			var out bytes.Buffer
+			obw := bufio.NewWriter(&out)
+			sw := NewWriter(obw).StuffedWriter()
+			sw.Write(got)
+			if err := sw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			obw.Flush()
+			if out.String() != encoded {
+				t.Fatalf("body %d: stuffed write %q, want %q", i, out.String(), encoded)
+			}
+		}
+	}
+	// Cut short: never a clean end.
+	r := NewReader(bufio.NewReader(strings.NewReader("..a\r\nb\r\n")), 0)
+	if _, err := io.ReadAll(r.StuffedReader()); err != io.ErrUnexpectedEOF {
+		t.Fatalf("truncated stuffed body: %v, want io.ErrUnexpectedEOF", err)
+	}
+}

@@ -17,6 +17,7 @@ type dotWriter struct {
 	afterCR   bool  // the last byte written was CR
 	wrote     bool  // the body is not empty
 	closed    bool  // Close has run
+	stuffed   bool  // the bytes are stuffed already (StuffedWriter)
 	err       error // sticky error; a body with one is never terminated
 }
 
@@ -32,9 +33,23 @@ func (d *dotWriter) Write(p []byte) (int, error) {
 		d.wrote = true
 	}
 	bw := d.w.W
+	if d.stuffed {
+		// Already stuffed: no scan, only the line-end state for Close.
+		n, err := bw.Write(p)
+		if err != nil {
+			d.err = err
+			return n, err
+		}
+		if k := len(p); k > 0 {
+			last := p[k-1]
+			d.lineStart = last == '\n' && (k >= 2 && p[k-2] == '\r' || k == 1 && d.afterCR)
+			d.afterCR = last == '\r'
+		}
+		return n, nil
+	}
 	n := 0
 	for len(p) > 0 {
-		if d.lineStart && p[0] == '.' {
+		if d.lineStart && p[0] == '.' && !d.stuffed {
 			if err := bw.WriteByte('.'); err != nil {
 				d.err = err
 				return n, err

@@ -176,6 +176,17 @@ func (r *Reader) DotReader() io.Reader {
 	return d
 }
 
+// StuffedReader is DotReader without the decoding: it returns the body as
+// it is on the wire, dot-stuffing kept, up to and not including the
+// terminating ".\r\n", which it consumes. Framing, errors and lifetime are
+// DotReader's. Write it on with Writer.StuffedWriter to relay a body
+// byte for byte without decoding and re-encoding it.
+func (r *Reader) StuffedReader() io.Reader {
+	d := r.DotReader().(*dotReader)
+	d.stuffed = true
+	return d
+}
+
 // finishBody drains the body handed out by DotReader, if any.
 func (r *Reader) finishBody() error {
 	d := r.dot

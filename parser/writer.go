@@ -176,6 +176,16 @@ func (w *Writer) DotWriter() io.WriteCloser {
 	return d
 }
 
+// StuffedWriter is DotWriter for a body that is already dot-stuffed, as
+// Reader.StuffedReader returns it: bytes are written unchanged, and Close
+// terminates the body as DotWriter's does. A proxy relays a body this way
+// without decoding and re-encoding it.
+func (w *Writer) StuffedWriter() io.WriteCloser {
+	d := w.DotWriter().(*dotWriter)
+	d.stuffed = true
+	return d
+}
+
 // Flush writes any buffered data to the underlying writer.
 func (w *Writer) Flush() error {
 	return w.W.Flush()

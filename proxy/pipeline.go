@@ -36,6 +36,7 @@ type run struct {
 	exclusive bool
 	calls     int
 	wrote     bool // some output for this exchange reached the client writer
+	stuffed   bool // Body is still dot-stuffed (relay path): write it as is
 }
 
 type runKey struct{}
@@ -333,7 +334,11 @@ func (s *session) output(r *run) error {
 		return fmt.Errorf("client write: %w", err)
 	}
 	if ex.Body != nil && ex.Response.IsOK() {
-		tw := &errWriter{w: s.writer().DotWriter()}
+		body := s.writer().DotWriter
+		if r.stuffed {
+			body = s.writer().StuffedWriter
+		}
+		tw := &errWriter{w: body()}
 		if _, err := copyBody(tw, ex.Body); err != nil {
 			if tw.err == nil {
 				// The body's source failed (backend gone, body cut short):

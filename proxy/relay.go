@@ -82,7 +82,7 @@ func (s *session) relayOne(r *run) {
 	}
 	if r.local != nil {
 		r.ex.Response = *r.local
-	} else if err := s.receive(r.ex); err != nil {
+	} else if err := s.receive(r); err != nil {
 		s.log.Warn("exchange failed; closing session", "command", r.ex.Command.Redacted(), "error", err)
 		s.writeFinal(parser.Err(parser.CodeSysTemp, "backend connection lost, try again later"))
 		s.abort("backend-error")
@@ -93,14 +93,24 @@ func (s *session) relayOne(r *run) {
 	s.answer(r, r.seq == s.dispatched.Load())
 }
 
-// receive reads the backend's answer to ex.Out, and its body.
-func (s *session) receive(ex *filters.Exchange) error {
+// receive reads the backend's answer to the relayed command, and its
+// body. Nothing on the relay path looks inside a message, so a RETR or TOP
+// body is passed on as it is on the wire, still dot-stuffed: no decoding
+// and re-encoding.
+func (s *session) receive(r *run) error {
+	ex := r.ex
 	resp, err := s.be.r.ReadResponse()
 	if err != nil {
 		return fmt.Errorf("backend read: %w", err)
 	}
 	if resp.Status == parser.StatusContinue {
 		return fmt.Errorf("backend sent a continuation to %s", ex.Out.Verb)
+	}
+	if ex.Out.Verb != "CAPA" && parser.HasBody(ex.Out, resp) {
+		ex.Response = resp
+		ex.Body = s.be.r.StuffedReader()
+		r.stuffed = true
+		return nil
 	}
 	return s.attachBody(ex, resp)
 }
