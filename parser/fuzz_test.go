@@ -192,6 +192,24 @@ func FuzzDotRoundTrip(f *testing.F) {
 			t.Fatalf("after body: got (%q, %v)", line, err)
 		}
 
+		// The stuffed path relays the same wire bytes unchanged.
+		rs := newTestReader(m, wire.String()+"NEXT\r\n", 0)
+		stuffed, err := br.read(rs.StuffedReader())
+		if err != nil || !bytes.Equal(stuffed, bytes.TrimSuffix(wire.Bytes(), []byte(".\r\n"))) {
+			t.Fatalf("wire %q reads stuffed as (%q, %v)", wire.Bytes(), stuffed, err)
+		}
+		var again bytes.Buffer
+		wa := NewWriter(bufio.NewWriter(&again))
+		sw := wa.StuffedWriter()
+		sw.Write(stuffed)
+		if err := sw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wa.Flush()
+		if !bytes.Equal(again.Bytes(), wire.Bytes()) {
+			t.Fatalf("stuffed relay of %q wrote %q", wire.Bytes(), again.Bytes())
+		}
+
 		// Decode the fuzz input itself as a stuffed body.
 		ref, used, refErr := refDecode(data)
 		r = newTestReader(m, string(data), 0)
