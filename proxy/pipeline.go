@@ -117,8 +117,15 @@ func (s *session) isExclusive(cmd parser.Command) bool {
 	return false
 }
 
-// wait blocks until the exchange has written its output or failed.
-func (r *run) wait() { <-r.outDone }
+// wait blocks until the exchange has written its output or failed. A
+// relayed exchange without its own signal waits for the whole FIFO.
+func (r *run) wait() {
+	if r.outDone == nil {
+		r.s.waitIdle()
+		return
+	}
+	<-r.outDone
+}
 
 func (r *run) acquireSend() {
 	if !r.haveSend {

@@ -35,7 +35,9 @@ func (s *session) dispatchRelay(cmd parser.Command, local *parser.Response) *run
 		ex:      &filters.Exchange{Session: s.info, Command: cmd, Out: cmd}, // no filter reads Started
 		seq:     s.dispatched.Add(1),
 		local:   local,
-		outDone: make(chan struct{}),
+	}
+	if cmd.Verb == "QUIT" {
+		r.outDone = make(chan struct{}) // the only relayed exchange anyone waits for
 	}
 	s.inflight.Add(1)
 	if local == nil && s.ctx.Err() == nil {
@@ -75,7 +77,9 @@ func (s *session) relayOne(r *run) {
 		closeBody(r.ex)
 		<-s.window
 		s.inflight.Done()
-		close(r.outDone)
+		if r.outDone != nil {
+			close(r.outDone)
+		}
 	}()
 	if s.ctx.Err() != nil {
 		return
