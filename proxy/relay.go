@@ -31,10 +31,10 @@ func (s *session) dispatchRelay(cmd parser.Command, local *parser.Response) *run
 	}
 	s.window <- struct{}{}
 	r := &run{
-		s:       s,
-		ex:      &filters.Exchange{Session: s.info, Command: cmd, Out: cmd}, // no filter reads Started
-		seq:     s.dispatched.Add(1),
-		local:   local,
+		s:     s,
+		ex:    &filters.Exchange{Session: s.info, Command: cmd, Out: cmd}, // no filter reads Started
+		seq:   s.dispatched.Add(1),
+		local: local,
 	}
 	if cmd.Verb == "QUIT" {
 		r.outDone = make(chan struct{}) // the only relayed exchange anyone waits for
