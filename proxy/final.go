@@ -211,30 +211,22 @@ func isBase64(s string) bool {
 	return true
 }
 
-// capaLines bounds a backend's CAPA list.
+// maxCapaBytes bounds a backend's CAPA list.
 const maxCapaBytes = 16 * 1024
 
 // filterCapa reads the backend's CAPA body and keeps what a client can
 // really use through popgate (RFC 2449 section 6).
 func (s *session) filterCapa(body io.Reader) (*bytes.Reader, error) {
-	var raw bytes.Buffer
-	buf := make([]byte, 4096)
-	for {
-		n, err := body.Read(buf)
-		if raw.Len()+n > maxCapaBytes {
-			return nil, errors.New("backend CAPA list too long")
-		}
-		raw.Write(buf[:n])
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, fmt.Errorf("backend CAPA: %w", err)
-		}
+	raw, err := io.ReadAll(io.LimitReader(body, maxCapaBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("backend CAPA: %w", err)
+	}
+	if len(raw) > maxCapaBytes {
+		return nil, errors.New("backend CAPA list too long")
 	}
 	auth := s.info.State() == filters.Authorization
 	var out bytes.Buffer
-	for _, line := range strings.Split(raw.String(), "\r\n") {
+	for _, line := range strings.Split(string(raw), "\r\n") {
 		name, _, _ := strings.Cut(line, " ")
 		switch strings.ToUpper(name) {
 		case "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "LOGIN-DELAY":

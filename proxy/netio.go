@@ -66,7 +66,7 @@ var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32*1024); return
 func copyBody(dst io.Writer, src io.Reader) (int64, error) {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
-	// Hide WriterTo/ReaderFrom only when neither side has them; io.CopyBuffer
-	// prefers them and that is what we want for the parser's fast paths.
+	// io.CopyBuffer uses the source's WriterTo when it has one (the
+	// parser's body readers do), so the buffer serves only other sources.
 	return io.CopyBuffer(dst, src, *bp)
 }
