@@ -33,6 +33,9 @@ TLS_DIR=$IT_DIR/tls
 MAIL_ROOT=$IT_DIR/mail-a
 MAIL_ROOT_B=$IT_DIR/mail-b
 TEMPLATE_DIR=$IT_DIR/templates
+# The master login of Dovecot A (its master passdb): a test secret.
+MASTER_USER=popgate-master
+MASTER_PASSWORD=master-secret-9f2c
 MKMAIL=$IT_DIR/bin/mkmail
 CLAMD_DIR=$IT_DIR/clamd
 

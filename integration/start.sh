@@ -185,7 +185,17 @@ write_dovecot_confs() {
 	{
 		dovecot_conf a "$a/passwd" "$MAIL_ROOT" "popgate-it A ready." 127.0.0.0/8
 		dovecot_tls "$TLS_DIR/server.crt" "$TLS_DIR/server.key"
+		# A master passdb (checked first): SASL PLAIN with authcid "popgate"
+		# and the master password opens the mailbox named by the authzid.
+		# pass = yes only checks that mailbox exists, never its password:
+		# the proxy must have verified the client before it logs in so.
 		cat <<EOF
+passdb {
+  driver = passwd-file
+  master = yes
+  pass = yes
+  args = scheme=PLAIN $a/master.passwd
+}
 service pop3-login {
   inet_listener pop3 {
     port = $POP3_PORT
@@ -293,6 +303,8 @@ start_all() {
 	for n in a b; do mkdir -p "$(dovecot_dir "$n")"; done
 	"$MKMAIL" passwd -instance a -out "$(dovecot_dir a)/passwd"
 	"$MKMAIL" passwd -instance b -out "$(dovecot_dir b)/passwd"
+	printf '%s:{PLAIN}%s\n' "$MASTER_USER" "$MASTER_PASSWORD" >"$(dovecot_dir a)/master.passwd"
+	chmod 0600 "$(dovecot_dir a)/master.passwd"
 	rm -rf "$MAIL_ROOT" "$MAIL_ROOT_B"
 	"$MKMAIL" templates -instance a -templates "$TEMPLATE_DIR" -uid "$uid" -gid "$gid"
 	"$MKMAIL" templates -instance b -templates "$TEMPLATE_DIR" -uid "$uid" -gid "$gid"
@@ -359,6 +371,7 @@ write_env() {
 		"DOVECOTC_PID=$(live_pid "$(dovecot_pidfile c)" "$c/dovecot.conf")" \
 		"DOVECOT_CONF=$a/dovecot.conf" "DOVECOTB_CONF=$b/dovecot.conf" "DOVECOTC_CONF=$c/dovecot.conf" \
 		"DOVECOT_PASSWD=$a/passwd" "DOVECOTB_PASSWD=$b/passwd" \
+		"MASTER_USER=$MASTER_USER" "MASTER_PASSWORD=$MASTER_PASSWORD" \
 		"DOVECOT_AUTH_FAILURE_DELAY=2s" \
 		"MAIL_ROOT=$MAIL_ROOT" "MAIL_ROOT_B=$MAIL_ROOT_B" "TEMPLATE_DIR=$TEMPLATE_DIR" \
 		"MKMAIL=$MKMAIL" "MAIL_UID=$uid" "MAIL_GID=$gid"
