@@ -14,10 +14,13 @@ import (
 type Config struct {
 	// Deny lists the commands answered "-ERR <VERB> not permitted by
 	// policy" without reaching the backend, by keyword in upper case
-	// ("DELE", "TOP", ...). QUIT cannot be denied.
+	// ("DELE", "TOP", ...). QUIT cannot be denied. Denying RETR denies
+	// TOP too: TOP with a large line count sends the whole message
+	// (RFC 1939 section 7). Denying TOP alone leaves RETR alone.
 	Deny []string
-	// MaxMessageSize refuses RETR of messages whose size, as the backend's
-	// LIST reports it, is larger than this many octets; 0 means no limit.
+	// MaxMessageSize refuses RETR and TOP of messages whose size, as the
+	// backend's LIST reports it, is larger than this many octets; 0 means
+	// no limit.
 	MaxMessageSize int64
 }
 
@@ -37,7 +40,8 @@ var (
 // keywords in upper case (RFC 1939 section 3 keywords, up to
 // parser.MaxVerbLength letters, digits or hyphens); QUIT is refused, since a
 // client must always be able to end its session and commit (RFC 1939
-// section 6). A negative MaxMessageSize is refused.
+// section 6). A negative MaxMessageSize is refused. A RETR in Deny adds
+// TOP.
 func New(cfg Config) (*Filter, error) {
 	f := &Filter{deny: make(map[string]bool), maxSize: cfg.MaxMessageSize}
 	for _, v := range cfg.Deny {
@@ -45,6 +49,9 @@ func New(cfg Config) (*Filter, error) {
 			return nil, fmt.Errorf("policy: deny %q: %w", v, err)
 		}
 		f.deny[v] = true
+	}
+	if f.deny["RETR"] {
+		f.deny["TOP"] = true
 	}
 	if cfg.MaxMessageSize < 0 {
 		return nil, fmt.Errorf("policy: max_message_size %d is negative", cfg.MaxMessageSize)
@@ -76,7 +83,7 @@ func checkVerb(v string) error {
 func (f *Filter) Name() string { return "policy" }
 
 // Wrap returns a Handler that answers denied commands itself, checks the
-// size of messages before RETR, hides the capabilities of denied commands
+// size of messages before RETR and TOP, hides the capabilities of denied commands
 // from CAPA, and passes everything else to next.
 func (f *Filter) Wrap(next filters.Handler) filters.Handler {
 	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
@@ -86,7 +93,7 @@ func (f *Filter) Wrap(next filters.Handler) filters.Handler {
 			return nil
 		}
 		if f.checksSize(ex) {
-			return f.retr(ctx, ex, next)
+			return f.sized(ctx, ex, next)
 		}
 		if err := next.Serve(ctx, ex); err != nil {
 			return err
@@ -107,10 +114,10 @@ func denied(verb string) parser.Response {
 	return parser.Err("", verb+" not permitted by policy")
 }
 
-// Exclusive reports whether serving cmd may call next twice: RETR when a
-// size limit is set (LIST first). It implements filters.Exclusive.
+// Exclusive reports whether serving cmd may call next twice: RETR and TOP
+// when a size limit is set (LIST first). It implements filters.Exclusive.
 func (f *Filter) Exclusive(cmd parser.Command, _ *filters.Session) bool {
-	return f.maxSize > 0 && cmd.Verb == "RETR" && !f.deny[cmd.Verb]
+	return f.maxSize > 0 && sizedVerb(cmd.Verb) && !f.deny[cmd.Verb]
 }
 
 // hidden reports whether a CAPA line whose first word is tag announces a

@@ -138,6 +138,34 @@ func TestDeny(t *testing.T) {
 	}
 }
 
+// TestDenyRetrDeniesTop checks that TOP, which sends a whole message when
+// asked for enough lines, cannot be used where RETR is denied, and that
+// denying TOP alone leaves RETR allowed.
+func TestDenyRetrDeniesTop(t *testing.T) {
+	b := &backend{t: t, answer: server}
+	h := mustNew(t, Config{Deny: []string{"RETR"}}).Wrap(b)
+	for _, line := range []string{"RETR 1", "TOP 1 9999999999", "TOP 1 0"} {
+		ex, body, err := serve(t, h, line)
+		want := parser.Err("", strings.Fields(line)[0]+" not permitted by policy")
+		if err != nil || ex.Response != want || body != "" {
+			t.Errorf("deny RETR, %s: %v %q %v; want %v", line, ex.Response, body, err, want)
+		}
+	}
+	if got := b.commands(); len(got) != 0 {
+		t.Errorf("backend was sent %q", got)
+	}
+	_, body, err := serve(t, mustNew(t, Config{Deny: []string{"RETR"}}).Wrap(b), "CAPA")
+	if err != nil || strings.Contains(body, "TOP") {
+		t.Errorf("deny RETR: CAPA still announces TOP: %q %v", body, err)
+	}
+
+	b = &backend{t: t, answer: server}
+	h = mustNew(t, Config{Deny: []string{"TOP"}}).Wrap(b)
+	if ex, _, err := serve(t, h, "RETR 1"); err != nil || !ex.Response.IsOK() {
+		t.Errorf("deny TOP, RETR 1: %v %v", ex.Response, err)
+	}
+}
+
 func TestCapaHidesDeniedCommands(t *testing.T) {
 	tests := []struct {
 		deny []string
@@ -181,11 +209,12 @@ func TestExclusive(t *testing.T) {
 	limited := mustNew(t, Config{MaxMessageSize: 1000})
 	plain := mustNew(t, Config{})
 	deniedRetr := mustNew(t, Config{Deny: []string{"RETR"}, MaxMessageSize: 1000})
-	retr := parser.NewCommand("RETR", "1")
-	if !limited.Exclusive(retr, nil) || plain.Exclusive(retr, nil) || deniedRetr.Exclusive(retr, nil) {
-		t.Error("RETR exclusive only with a size limit and when not denied")
+	for _, c := range []parser.Command{parser.NewCommand("RETR", "1"), parser.NewCommand("TOP", "1", "5")} {
+		if !limited.Exclusive(c, nil) || plain.Exclusive(c, nil) || deniedRetr.Exclusive(c, nil) {
+			t.Errorf("%s exclusive only with a size limit and when not denied", c)
+		}
 	}
-	for _, c := range []parser.Command{parser.NewCommand("TOP", "1", "5"), parser.NewCommand("LIST", "1"), parser.NewCommand("DELE", "1")} {
+	for _, c := range []parser.Command{parser.NewCommand("LIST", "1"), parser.NewCommand("DELE", "1")} {
 		if limited.Exclusive(c, nil) {
 			t.Errorf("%s exclusive", c)
 		}

@@ -26,7 +26,16 @@ func TestMaxMessageSize(t *testing.T) {
 		{"RETR 1 2", nil, parser.Err("", "invalid message number"), "RETR 1 2"},
 		{"RETR 0", nil, parser.Err("", "invalid message number"), "RETR 0"},
 		{"RETR -1", nil, parser.Err("", "invalid message number"), "RETR -1"},
-		{"TOP 2 10", []string{"TOP 2 10"}, parser.OK("done"), "TOP 2 10"},
+		{"TOP 1 10", []string{"LIST 1", "TOP 1 10"}, parser.OK("done"), "TOP 1 10"},
+		{"TOP 1 0", []string{"LIST 1", "TOP 1 0"}, parser.OK("done"), "TOP 1 0"},
+		{"TOP 2 9999999999", []string{"LIST 2"}, tooLarge, "LIST 2"},
+		{"TOP 2 0", []string{"LIST 2"}, tooLarge, "LIST 2"},
+		{"TOP 3 0", []string{"LIST 3"}, parser.Err("", "no such message"), "LIST 3"},
+		{"TOP 1", nil, parser.Err("", "invalid message number"), "TOP 1"},
+		{"TOP 1 x", nil, parser.Err("", "invalid message number"), "TOP 1 x"},
+		{"TOP 1 -1", nil, parser.Err("", "invalid message number"), "TOP 1 -1"},
+		{"TOP 1 10 5", nil, parser.Err("", "invalid message number"), "TOP 1 10 5"},
+		{"TOP 0 10", nil, parser.Err("", "invalid message number"), "TOP 0 10"},
 	}
 	f := mustNew(t, Config{MaxMessageSize: 1000})
 	for _, tt := range tests {
