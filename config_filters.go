@@ -9,6 +9,8 @@ import (
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
+
+	"github.com/popgate/popgate/proxy"
 )
 
 // AuditFilterConfig is a filter "audit" block: an append-only JSON Lines
@@ -57,8 +59,8 @@ type ClamAVFilterConfig struct {
 // PolicyFilterConfig is a filter "policy" block.
 type PolicyFilterConfig struct {
 	Deny []string // upper-cased command keywords answered with -ERR
-	// MaxMessageSize refuses RETR of messages larger than this, as LIST
-	// reports their size; 0 = no limit.
+	// MaxMessageSize refuses RETR and TOP of messages larger than this, as
+	// LIST reports their size; 0 = no limit.
 	MaxMessageSize int64
 }
 
@@ -290,8 +292,15 @@ func (r *rawPolicyFilter) settings(b *builder) FilterSettings {
 		case cmd == "QUIT":
 			b.errorf(rng, "Invalid deny", "QUIT cannot be denied: clients need it to end a session and commit deletions.")
 			continue
+		case cmd == "STLS":
+			// The session performs STLS itself, before any filter
+			// (proxy.ReachesFilters): the rule could never apply.
+			b.errorf(rng, "Invalid deny", "STLS cannot be denied: popgate answers STLS itself, before any filter. A listener offers STLS only with tls = \"starttls\"; use tls = \"none\" or \"implicit\" for one that does not.")
+			continue
 		case !knownCommands[cmd]:
-			b.warnf(rng, "Unknown command", "%q is not a command popgate knows; the rule only matters if a client sends it.", d)
+			b.warnf(rng, "Unknown command", "%q is not a command popgate knows: clients sending it get \"-ERR unknown command\" whatever the policy, so this entry has no effect.", d)
+		case !proxy.ReachesFilters(cmd):
+			b.warnf(rng, "Command never relayed", "popgate does not relay %s: clients sending it get \"-ERR unknown command\" whatever the policy, so this entry has no effect.", cmd)
 		}
 		c.Deny = append(c.Deny, cmd)
 	}

@@ -139,6 +139,7 @@ var errorCases = []validationCase{
 	{name: "clamav spool_dir file", src: "filter \"clamav\" {\n  spool_dir = \"{{dir}}/exists\"\n}\n", summary: "Not a directory", at: "test.hcl:8:15"},
 	{name: "clamav spool_memory", src: "filter \"clamav\" {\n  spool_memory = \"-1\"\n}\n", summary: "Invalid spool_memory", at: "test.hcl:8:18"},
 	{name: "policy deny QUIT", src: "filter \"policy\" {\n  deny = [\"DELE\", \"quit\"]\n}\n", summary: "Invalid deny", at: "test.hcl:8:19"},
+	{name: "policy deny STLS", src: "filter \"policy\" {\n  deny = [\"DELE\", \"stls\"]\n}\n", summary: "Invalid deny", at: "test.hcl:8:19"},
 	{name: "policy deny keyword", src: "filter \"policy\" {\n  deny = [\"RE TR\"]\n}\n", summary: "Invalid deny", at: "test.hcl:8:11"},
 	{name: "policy max_message_size", src: "filter \"policy\" {\n  max_message_size = \"big\"\n}\n", summary: "Invalid max_message_size", at: "test.hcl:8:22"},
 
@@ -205,6 +206,7 @@ var warningCases = []validationCase{
 	{name: "apop on on-accept listener", full: true, src: "listener \"x\" {\n  address = \":1\"\n  filters = [\"apop\"]\n}\nbackend \"local\" {\n  address = \"h:1\"\n}\nfilter \"apop\" {\n  secrets_file = \"{{dir}}/exists\"\n}\n", summary: "APOP filter inactive", at: "test.hcl:3:14"},
 	{name: "apop on every on-accept listener", src: "filter \"apop\" {\n  secrets_file = \"{{dir}}/exists\"\n}\n", summary: "APOP filter inactive", at: "test.hcl:1:10"},
 	{name: "unknown deny command", src: "filter \"policy\" {\n  deny = [\"XYZZY\"]\n}\n", summary: "Unknown command", at: "test.hcl:9:11"},
+	{name: "deny command never relayed", src: "filter \"policy\" {\n  deny = [\"UTF8\"]\n}\n", summary: "Command never relayed", at: "test.hcl:9:11"},
 	{name: "acme without TLS listener", src: "tls {\n  acme {\n    domains = [\"a.example\"]\n  }\n}\n", summary: "ACME unused", at: "test.hcl:9:8"},
 	{name: "acme over http", src: "listener \"s\" {\n  address = \":2\"\n  tls = \"implicit\"\n}\ntls {\n  acme {\n    domains = [\"a.example\"]\n    directory = \"http://127.0.0.1:14000/dir\"\n  }\n}\n", summary: "ACME directory without TLS", at: "test.hcl:15:17"},
 }

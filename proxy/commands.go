@@ -37,6 +37,19 @@ var transactionCommands = map[string]argRule{
 	"CAPA": {0, 0, false},
 }
 
+// ReachesFilters reports whether the session passes a command with this
+// keyword (in upper case) to the filter chain, in some state. It does not
+// for STLS, which the session performs itself (RFC 2595 section 4), nor
+// for a keyword it does not know, which it answers "-ERR unknown command".
+// main's validation uses it so that a filter rule for a command no filter
+// ever sees (the policy filter's deny) is refused or warned about rather
+// than silently never consulted.
+func ReachesFilters(verb string) bool {
+	_, inAuth := authorizationCommands[verb]
+	_, inTrans := transactionCommands[verb]
+	return (inAuth || inTrans) && verb != "STLS"
+}
+
 // check refuses commands that are unknown, not allowed in the current
 // state, or malformed. It returns a response to send instead, or nil.
 func (s *session) check(cmd parser.Command) *parser.Response {
