@@ -7,6 +7,13 @@
 // (maxSize) caps what one Spool may hold, on disk or in memory; writing past
 // it fails with ErrTooLarge.
 //
+// A Budget bounds what many Spools hold together, in memory and on disk
+// (popgate's top-level spool block): Spools made by Budget.New take their
+// octets from it. A Spool whose next octets do not fit in the memory left
+// moves to its temporary file; one whose octets do not fit on the disk left
+// fails that Write with ErrBudget and stores none of it. Close gives the
+// octets back.
+//
 // Contracts:
 //   - Octets are read back exactly as written, from the start, once writing
 //     has finished: Reader seals the Spool and may be called several times.

@@ -43,6 +43,13 @@ type Spool struct {
 	sealed bool          // Reader was called: no more writes
 	closed bool
 
+	// budget, when not nil, is shared with other Spools; memHeld and
+	// diskHeld are the octets taken from it, given back by spill (memory)
+	// and Close.
+	budget   *Budget
+	memHeld  int64
+	diskHeld int64
+
 	// create makes the temporary file and unlinkEarly unlinks it while
 	// open; tests replace them.
 	create      func(dir string) (*os.File, error)
@@ -70,8 +77,10 @@ func createTemp(dir string) (*os.File, error) {
 }
 
 // Write stores p. When p would take the Spool past maxSize, Write stores
-// the part that fits and returns its length with ErrTooLarge. Any other
-// error is an I/O error of the temporary file; it is sticky.
+// the part that fits and returns its length with ErrTooLarge. When p does
+// not fit in the Budget's disk bound, Write stores nothing and returns
+// ErrBudget. Any other error is an I/O error of the temporary file; it is
+// sticky.
 func (s *Spool) Write(p []byte) (int, error) {
 	switch {
 	case s.closed:
@@ -88,6 +97,9 @@ func (s *Spool) Write(p []byte) (int, error) {
 	}
 	n, err := s.write(p)
 	s.size += int64(n)
+	if errors.Is(err, ErrBudget) {
+		return n, err
+	}
 	if err != nil {
 		s.err = err
 		return n, err
@@ -99,16 +111,23 @@ func (s *Spool) Write(p []byte) (int, error) {
 }
 
 // write stores p in memory or in the file, moving to the file when p does
-// not fit in memory.
+// not fit in memory: in memLimit, or in what the budget has left.
 func (s *Spool) write(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if s.file == nil && int64(len(s.mem))+int64(len(p)) <= s.memLimit && s.appendMem(p) {
+		return len(p), nil
+	}
+	need := int64(len(p))
 	if s.file == nil {
-		if int64(len(s.mem))+int64(len(p)) <= s.memLimit {
-			s.appendMem(p)
-			return len(p), nil
-		}
+		need += int64(len(s.mem)) // moves to the file too
+	}
+	if !s.budget.takeDisk(need) {
+		return 0, ErrBudget
+	}
+	s.diskHeld += need
+	if s.file == nil {
 		if err := s.spill(); err != nil {
 			return 0, err
 		}
@@ -121,19 +140,29 @@ func (s *Spool) write(p []byte) (int, error) {
 }
 
 // appendMem appends p to the memory buffer, growing it geometrically but
-// never beyond memLimit, so memory use is bounded by memLimit itself.
-func (s *Spool) appendMem(p []byte) {
+// never beyond memLimit, so memory use is bounded by memLimit itself. It
+// reports false, storing nothing, when the budget has no memory left for
+// the growth.
+func (s *Spool) appendMem(p []byte) bool {
 	need := len(s.mem) + len(p)
 	if need > cap(s.mem) {
 		c := max(2*cap(s.mem), need, 512)
 		if int64(c) > s.memLimit {
 			c = int(s.memLimit)
 		}
+		if !s.budget.takeMemory(int64(c - cap(s.mem))) {
+			c = need // the least that will do
+			if !s.budget.takeMemory(int64(c - cap(s.mem))) {
+				return false
+			}
+		}
+		s.memHeld += int64(c - cap(s.mem))
 		grown := make([]byte, len(s.mem), c)
 		copy(grown, s.mem)
 		s.mem = grown
 	}
 	s.mem = append(s.mem, p...)
+	return true
 }
 
 // spill creates the temporary file and moves the memory buffer into it.
@@ -158,6 +187,8 @@ func (s *Spool) spill() error {
 		}
 	}
 	s.mem = nil
+	s.budget.give(s.memHeld, 0)
+	s.memHeld = 0
 	return nil
 }
 
@@ -208,6 +239,8 @@ func (s *Spool) Close() error {
 	}
 	s.closed = true
 	s.mem, s.w = nil, nil
+	s.budget.give(s.memHeld, s.diskHeld)
+	s.memHeld, s.diskHeld = 0, 0
 	if s.file == nil {
 		return nil
 	}
