@@ -26,16 +26,30 @@
 //   - infected, on_infected "reject": the answer is -ERR with response code
 //     SYS/PERM (RFC 3206), and the message stays on the server.
 //   - no verdict (clamd unreachable, timed out, refusing; a body larger
-//     than MaxSize): on_error "reject" (default) answers -ERR with code SYS/TEMP
+//     than MaxSize; no scan slot free within ScanWait; the shared spool
+//     budget exhausted): on_error "reject" (default) answers -ERR with code SYS/TEMP
 //     for that message only, and the session goes on; on_error "pass"
 //     delivers the message unscanned and logs a warning.
 //   - a spool failure (disk full): -ERR with code SYS/TEMP, whatever on_error says,
 //     since the message can no longer be delivered whole.
 //
+// A Filter runs at most Config.MaxConcurrentScans scans at once across
+// all its sessions (clamd's MaxThreads, 10 by default); a further scan
+// waits up to Config.ScanWait, or until its session ends, and then has no
+// verdict. Each filter instance has its own bound, even when two point at
+// the same clamd.
+//
+// With Config.KeepReplaced, a DELE of a message the session found infected
+// is answered -ERR and not sent, so the original stays on the server
+// (keep.go). Without it, a client that reads the notice and sends DELE
+// deletes the original at QUIT, like any other message.
+//
 // Contracts:
 //   - Memory stays flat whatever the message size: one read buffer, one
 //     chunk buffer, and at most Config.SpoolMemory octets per message; the
-//     rest waits in an unlinked temporary file in Config.SpoolDir.
+//     rest waits in an unlinked temporary file in Config.SpoolDir. All
+//     spools count against Config.Spool, the budget shared with other
+//     filters, when set.
 //   - Disk use per message is bounded by Config.MaxSize. A body larger than
 //     MaxSize stops being scanned at that point. With on_error "reject" the
 //     rest is read and discarded (the backend must be drained anyway), so

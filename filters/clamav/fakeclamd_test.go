@@ -69,6 +69,9 @@ type fakeClamd struct {
 	conns   []net.Conn
 	records []scanRecord
 	errs    []error
+	// active counts the connections being served, maxActive the most
+	// at once.
+	active, maxActive int
 }
 
 // startFake starts a fake clamd on network "tcp" or "unix"; it stops when
@@ -125,12 +128,26 @@ func (f *fakeClamd) accept() {
 		}
 		f.mu.Lock()
 		f.conns = append(f.conns, c)
+		f.active++
+		f.maxActive = max(f.maxActive, f.active)
 		f.mu.Unlock()
 		f.wg.Add(1)
+		// leave ends the connection's count before the reply goes out,
+		// so a client that starts its next scan on the reply never
+		// sees two counted.
+		var once sync.Once
+		leave := func() {
+			once.Do(func() {
+				f.mu.Lock()
+				f.active--
+				f.mu.Unlock()
+			})
+		}
 		go func() {
 			defer f.wg.Done()
+			defer leave()
 			defer c.Close()
-			if err := f.serve(c); err != nil {
+			if err := f.serve(c, leave); err != nil {
 				f.mu.Lock()
 				f.errs = append(f.errs, err)
 				f.mu.Unlock()
@@ -144,6 +161,13 @@ func (f *fakeClamd) scans() []scanRecord {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]scanRecord(nil), f.records...)
+}
+
+// mostAtOnce returns the most connections the fake served at once.
+func (f *fakeClamd) mostAtOnce() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.maxActive
 }
 
 // waitScans waits until n INSTREAM connections have been recorded and
@@ -163,7 +187,7 @@ func (f *fakeClamd) waitScans(t *testing.T, n int) []scanRecord {
 
 // serve handles one connection. It returns protocol violations only;
 // the client going away is not one.
-func (f *fakeClamd) serve(c net.Conn) error {
+func (f *fakeClamd) serve(c net.Conn, leave func()) error {
 	cmd := make([]byte, len(cmdInstream))
 	if _, err := io.ReadFull(c, cmd[:len(cmdPing)]); err != nil {
 		return nil
@@ -257,6 +281,7 @@ func (f *fakeClamd) serve(c net.Conn) error {
 			reply = "stream: " + testVirus + " FOUND"
 		}
 	}
+	leave()
 	_, err := c.Write([]byte(reply + "\x00"))
 	return err
 }

@@ -3,11 +3,13 @@ package clamav
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/spool"
 	"github.com/popgate/popgate/parser"
 )
 
@@ -18,6 +20,10 @@ const (
 	// DefaultSpoolMemory is how much of one body is held in memory before
 	// the spool moves to a temporary file.
 	DefaultSpoolMemory = 1 << 20
+	// DefaultMaxConcurrentScans is clamd's own default MaxThreads.
+	DefaultMaxConcurrentScans = 10
+	// DefaultScanWait is how long a scan waits for a free slot.
+	DefaultScanWait = 10 * time.Second
 )
 
 // The values of Config.OnInfected and Config.OnError.
@@ -69,6 +75,25 @@ type Config struct {
 	// SpoolMemory is how much of one body is held in memory; 0 means
 	// DefaultSpoolMemory, a negative value holds nothing in memory.
 	SpoolMemory int64
+	// Spool, if set, is the budget every spool of the filter shares with
+	// the other filters' (popgate's top-level spool block): a body that
+	// finds no memory left in it goes to disk, and one that finds no disk
+	// left is not scanned and follows OnError. nil bounds only each
+	// message, by SpoolMemory and MaxSize.
+	Spool *spool.Budget
+	// MaxConcurrentScans bounds the scans this filter runs at once, across
+	// all sessions; 0 means DefaultMaxConcurrentScans (clamd's default
+	// MaxThreads). A filter instance counts only its own scans.
+	MaxConcurrentScans int
+	// ScanWait is how long a scan waits for a slot when
+	// MaxConcurrentScans are running; after it, or when the session ends
+	// first, the message follows OnError. 0 means DefaultScanWait.
+	ScanWait time.Duration
+	// KeepReplaced refuses, with -ERR, a DELE of a message that this
+	// session found infected (replaced by the notice, or refused with
+	// on_infected "reject"), so the original stays on the server. Each
+	// DELE then costs a NOOP round trip to the backend first (keep.go).
+	KeepReplaced bool
 	// AddHeader prepends ScannedHeader to clean messages. Off by default:
 	// the message then has more octets than LIST announced (the size in a
 	// "+OK N octets" reply is corrected).
@@ -98,7 +123,8 @@ type VerdictEvent struct {
 	// Verdict is clamd's answer; meaningful only when Err is nil.
 	Verdict Verdict
 	// Err is why there is no verdict: clamd unreachable, timed out or
-	// refusing (ReplyError, ErrSizeLimit), ErrTooBig, or a spool failure.
+	// refusing (ReplyError, ErrSizeLimit), ErrTooBig, ErrBusy, the spool
+	// budget exhausted (spool.ErrBudget), or a spool failure.
 	Err error
 	// Action is what the filter did.
 	Action Action
@@ -115,6 +141,8 @@ type Filter struct {
 	cfg    Config
 	client *Client
 	logger hclog.Logger
+	slots  slots
+	keptMu sync.Mutex // creating a session's keptSet
 }
 
 var _ filters.Filter = (*Filter)(nil)
@@ -162,7 +190,19 @@ func New(cfg Config, logger hclog.Logger) (*Filter, error) {
 	case cfg.SpoolMemory == 0:
 		cfg.SpoolMemory = DefaultSpoolMemory
 	}
-	return &Filter{cfg: cfg, client: client, logger: logger}, nil
+	switch {
+	case cfg.MaxConcurrentScans < 0:
+		return nil, fmt.Errorf("clamav: max_concurrent_scans %d is negative", cfg.MaxConcurrentScans)
+	case cfg.MaxConcurrentScans == 0:
+		cfg.MaxConcurrentScans = DefaultMaxConcurrentScans
+	}
+	switch {
+	case cfg.ScanWait < 0:
+		return nil, fmt.Errorf("clamav: scan_wait %v is negative", cfg.ScanWait)
+	case cfg.ScanWait == 0:
+		cfg.ScanWait = DefaultScanWait
+	}
+	return &Filter{cfg: cfg, client: client, logger: logger, slots: newSlots(cfg.MaxConcurrentScans)}, nil
 }
 
 // Name returns "clamav".
@@ -172,9 +212,13 @@ func (f *Filter) Name() string { return "clamav" }
 func (f *Filter) Config() Config { return f.cfg }
 
 // Wrap returns a Handler that scans the bodies next returns for RETR and
-// TOP, and passes every other command straight to next.
+// TOP, refuses a DELE of a kept message (KeepReplaced), and passes every
+// other command straight to next.
 func (f *Filter) Wrap(next filters.Handler) filters.Handler {
 	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
+		if f.cfg.KeepReplaced && ex.Command.Verb == "DELE" && ex.Out.Verb == "DELE" {
+			return f.dele(ctx, ex, next)
+		}
 		if !scanned(ex.Command) && !scanned(ex.Out) {
 			return next.Serve(ctx, ex)
 		}

@@ -47,14 +47,37 @@ func (rc *receipt) dropSpool() {
 	}
 }
 
+// handOver ends receiving a message that passes unscanned: what is
+// spooled, then chunk (not spooled), then the rest of body straight from
+// the backend. A read error rerr of body other than io.EOF is returned,
+// and nothing is kept.
+func (rc *receipt) handOver(chunk []byte, body io.Reader, rerr error) (*receipt, error) {
+	if rerr != nil && rerr != io.EOF {
+		rc.dropSpool()
+		return nil, fmt.Errorf("clamav: reading message body: %w", rerr)
+	}
+	rc.rest = bytes.NewReader(bytes.Clone(chunk))
+	if rerr == nil {
+		rc.rest = io.MultiReader(rc.rest, body)
+	}
+	rc.size += int64(len(chunk))
+	return rc, nil
+}
+
 // receive reads body to its end, writing every octet both into a spool and
 // into a clamd stream, so the verdict is ready when the last octet arrives.
-// It always drains body unless it hands the remainder over in rest. A read
-// error of body (a truncated message) is returned, and nothing is kept.
+// The stream waits for one of the filter's scan slots first. It always
+// drains body unless it hands the remainder over in rest. A read error of
+// body (a truncated message) is returned, and nothing is kept.
 func (f *Filter) receive(ctx context.Context, body io.Reader) (*receipt, error) {
 	pass := f.cfg.OnError == OnErrorPass
-	rc := &receipt{sp: spool.New(f.cfg.SpoolDir, f.cfg.SpoolMemory, f.cfg.MaxSize)}
-	st, err := f.client.Stream(ctx)
+	rc := &receipt{sp: f.cfg.Spool.New(f.cfg.SpoolDir, f.cfg.SpoolMemory, f.cfg.MaxSize)}
+	var st *Stream
+	release, err := f.slots.acquire(ctx, f.cfg.ScanWait)
+	if err == nil {
+		defer release()
+		st, err = f.client.Stream(ctx)
+	}
 	// stopScan ends the scan with cause. Unless failed scans pass, the
 	// message will not be delivered: spooling stops too.
 	stopScan := func(cause error) {
@@ -82,28 +105,26 @@ func (f *Filter) receive(ctx context.Context, body io.Reader) (*receipt, error) 
 			if rc.size+int64(n) > f.cfg.MaxSize && (st != nil || rc.sp != nil) {
 				stopScan(ErrTooBig)
 				if rc.sp != nil {
-					// Passing unscanned: what is spooled, then this
-					// chunk, then the rest straight from the backend.
-					rc.rest = bytes.NewReader(bytes.Clone(chunk))
-					if rerr == nil {
-						rc.rest = io.MultiReader(rc.rest, body)
-					}
-					rc.size += int64(n)
-					if rerr != nil && rerr != io.EOF {
-						rc.dropSpool()
-						return nil, fmt.Errorf("clamav: reading message body: %w", rerr)
-					}
-					return rc, nil
+					return rc.handOver(chunk, body, rerr)
 				}
 			}
-			rc.size += int64(n)
 			if rc.sp != nil {
-				if _, err := rc.sp.Write(chunk); err != nil {
+				_, err := rc.sp.Write(chunk)
+				switch {
+				case errors.Is(err, spool.ErrBudget):
+					// No room left in the spool budget: not
+					// scanned, like a message larger than MaxSize.
+					stopScan(err)
+					if rc.sp != nil {
+						return rc.handOver(chunk, body, rerr)
+					}
+				case err != nil:
 					rc.spoolErr = err
 					rc.dropSpool()
 					stopScan(err)
 				}
 			}
+			rc.size += int64(n)
 			if st != nil {
 				if _, err := st.Write(chunk); err != nil {
 					stopScan(err)

@@ -45,6 +45,9 @@ func (f *Filter) serve(ctx context.Context, ex *filters.Exchange) error {
 		ev.Action = ActionReplace
 		f.replace(ex, rc)
 	}
+	if f.cfg.KeepReplaced && (ev.Action == ActionReplace || ev.Action == ActionReject) {
+		f.keep(ex.Session, ex.Out.Arg(0))
+	}
 	switch {
 	case rc.spoolErr != nil:
 		// Our own failure, not the scanner's: the message is lost.

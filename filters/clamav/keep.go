@@ -1,0 +1,121 @@
+package clamav
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
+)
+
+// With Config.KeepReplaced, a session may not DELE a message the filter
+// found infected in that session (replaced by a notice, or refused with
+// on_infected "reject"): the original then stays on the server for an
+// administrator, whatever the client does after reading the notice.
+//
+// The DELE has to be decided after every earlier RETR and TOP of the
+// session has had its verdict, or a pipelined "RETR 1" "DELE 1" would be
+// checked before message 1 was known to be infected. So the filter makes
+// DELE exclusive (filters.Exclusive) and sends a NOOP through the rest of
+// the chain first: its answer comes only after the answers of every
+// earlier command, verdicts included. The DELE follows if the message is
+// not kept. Each DELE then costs one more round trip to the backend.
+
+// keptKey is the filters.Session value key of a session's keptSet.
+type keptKey struct{ f *Filter }
+
+// keptSet is the set of message numbers of one session found infected.
+// Written by the exchanges that scan (serve), read by DELE; safe for
+// concurrent use.
+type keptSet struct {
+	mu   sync.Mutex
+	msgs map[int]bool
+}
+
+// respKept answers a DELE refused because the message is kept. No response
+// code: RFC 3206's SYS/PERM would make clients give up on the session,
+// while this is one command the server will not perform (RFC 1939
+// section 3).
+func respKept(msg int) parser.Response {
+	return parser.Err("", "message "+strconv.Itoa(msg)+" was found infected and stays on the server")
+}
+
+// Exclusive reports whether serving cmd may call next twice: DELE, when
+// KeepReplaced is set. It implements filters.Exclusive.
+func (f *Filter) Exclusive(cmd parser.Command, _ *filters.Session) bool {
+	return f.cfg.KeepReplaced && cmd.Verb == "DELE"
+}
+
+var _ filters.Exclusive = (*Filter)(nil)
+
+// keep records that message arg (a RETR or TOP argument) of session s was
+// found infected.
+func (f *Filter) keep(s *filters.Session, arg string) {
+	msg, ok := parseMsg(arg)
+	if !ok || s == nil {
+		return
+	}
+	set := f.kept(s)
+	set.mu.Lock()
+	set.msgs[msg] = true
+	set.mu.Unlock()
+}
+
+// isKept reports whether message msg of session s was found infected.
+func (f *Filter) isKept(s *filters.Session, msg int) bool {
+	if s == nil {
+		return false
+	}
+	set := f.kept(s)
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	return set.msgs[msg]
+}
+
+// kept returns the keptSet of session s, creating it on first use.
+func (f *Filter) kept(s *filters.Session) *keptSet {
+	f.keptMu.Lock()
+	defer f.keptMu.Unlock()
+	if set, ok := s.Value(keptKey{f}).(*keptSet); ok {
+		return set
+	}
+	set := &keptSet{msgs: map[int]bool{}}
+	s.SetValue(keptKey{f}, set)
+	return set
+}
+
+// dele serves a DELE with KeepReplaced set: a NOOP first, so that every
+// earlier verdict is in, then the DELE unless the message is kept.
+func (f *Filter) dele(ctx context.Context, ex *filters.Exchange, next filters.Handler) error {
+	dele := ex.Out
+	ex.Out = parser.NewCommand("NOOP")
+	err := next.Serve(ctx, ex)
+	ex.Out = dele
+	if err != nil || !ex.Response.IsOK() {
+		// Refused on the way (a policy denying DELE, for one): that is
+		// the answer to the DELE.
+		return err
+	}
+	if msg, ok := parseMsg(dele.Arg(0)); ok && f.isKept(ex.Session, msg) {
+		ex.Response, ex.Body = respKept(msg), nil
+		log := f.logger
+		if ex.Session != nil {
+			log = log.With("session", ex.Session.ID)
+		}
+		log.Info("DELE refused: the message was found infected and keep_replaced keeps it on the server", "msg", msg)
+		return nil
+	}
+	ex.Response, ex.Body = parser.Response{}, nil
+	return next.Serve(ctx, ex)
+}
+
+// parseMsg parses a message number (RFC 1939 section 5: a positive
+// decimal number).
+func parseMsg(arg string) (int, bool) {
+	n, err := strconv.Atoi(arg)
+	if err != nil || n < 1 || arg[0] == '+' {
+		return 0, false
+	}
+	return n, true
+}
