@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -17,19 +19,36 @@ import (
 // file.
 type Config struct {
 	// Path is the file records are appended to, created with mode 0600 if
-	// absent, or "-" for standard output.
+	// absent, or "-" for standard output. The file is held under an
+	// exclusive flock(2) while any Filter of this process uses it.
 	Path string
 	// Chain makes every record carry "prev_hash" and "hash" fields that
 	// link it to the record before it, so that Verify can detect edits.
 	Chain bool
+	// Sync says when records are flushed to stable storage; "" means
+	// SyncInterval. Filters sharing a file get the strictest policy of
+	// them all.
+	Sync SyncPolicy
+	// SyncInterval is the period of SyncInterval; 0 means
+	// DefaultSyncInterval.
+	SyncInterval time.Duration
+	// OnWriteError, when set, is called for every record that could not
+	// be written (the writer logs the first of a run of failures), so
+	// that no record is lost without being counted.
+	OnWriteError func(error)
 }
 
 // Filter writes the audit trail. It is safe for concurrent use by any
-// number of sessions; create it once with New and Close it at shutdown.
+// number of sessions; create it with New and Close it when no session
+// uses it any more. Filters of one process on the same path share one
+// writer, which owns the file: the first New opens and locks it, the last
+// Close closes it.
 type Filter struct {
+	cfg    Config
 	w      *writer
 	logger hclog.Logger
 	mu     sync.Mutex // serialises the creation of per-session state
+	closed atomic.Bool
 }
 
 var (
@@ -38,21 +57,36 @@ var (
 	_ filters.Exclusive = (*Filter)(nil)
 )
 
-// New opens cfg.Path for appending and returns the filter. When chaining,
-// the chain continues from the last record already in the file, if any.
-// A nil logger discards the filter's own diagnostics.
+// New opens cfg.Path for appending, or shares the writer of a Filter of
+// this process already using it, and returns the filter. When chaining,
+// the chain continues from the last record already in the file, if any;
+// a torn or damaged tail is named in a chain_break record at once. A file
+// locked by another process is ErrLocked. A nil logger discards the
+// filter's own diagnostics.
 func New(cfg Config, logger hclog.Logger) (*Filter, error) {
 	if cfg.Path == "" {
 		return nil, errors.New("audit: path is empty (use \"-\" for standard output)")
 	}
+	switch cfg.Sync {
+	case "":
+		cfg.Sync = SyncInterval
+	case SyncInterval, SyncRecord, SyncNone:
+	default:
+		return nil, fmt.Errorf("audit: unknown sync policy %q", cfg.Sync)
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = DefaultSyncInterval
+	}
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	w, err := newWriter(cfg.Path, cfg.Chain, logger)
+	f := &Filter{cfg: cfg, logger: logger}
+	w, err := acquire(f, cfg)
 	if err != nil {
 		return nil, err
 	}
-	return &Filter{w: w, logger: logger}, nil
+	f.w = w
+	return f, nil
 }
 
 // Name returns "audit".
@@ -83,17 +117,42 @@ func (f *Filter) Exclusive(cmd parser.Command, s *filters.Session) bool {
 // (call it on SIGHUP after the file has been renamed). With Chain, the
 // first record of the new file continues the chain of the old one. It does
 // nothing for standard output.
-func (f *Filter) Reopen() error { return f.w.reopen() }
+func (f *Filter) Reopen() error {
+	if f.closed.Load() {
+		return ErrClosed
+	}
+	return f.w.reopen(f.cfg.Chain)
+}
 
-// Close closes the audit file; records of sessions still running are lost
-// after it. Standard output is not closed.
-func (f *Filter) Close() error { return f.w.close() }
+// Close ends f's use of its file, which is synced and closed (and its lock
+// released) when no other Filter of the process uses it. Records written
+// through f after Close are lost, counted and logged: close a Filter only
+// when no session uses it. Standard output is not closed.
+func (f *Filter) Close() error {
+	if !f.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return f.w.release(f)
+}
 
-// record writes one record. A failed write is logged by the writer and
-// otherwise ignored: the audit trail never stops mail access.
+// record writes one record. A failed write is counted through
+// Config.OnWriteError and logged, and otherwise ignored: the audit trail
+// never stops mail access.
 func (f *Filter) record(rec any) {
-	if err := f.w.write(rec); err != nil && !errors.Is(err, ErrClosed) {
-		f.logger.Debug("audit: record lost", "error", err)
+	err := ErrClosed
+	if !f.closed.Load() {
+		err = f.w.write(rec, f.cfg.Chain)
+	}
+	if err == nil {
+		return
+	}
+	if f.cfg.OnWriteError != nil {
+		f.cfg.OnWriteError(err)
+	}
+	if errors.Is(err, ErrClosed) {
+		// The writer logs write failures; a closed filter is a bug of
+		// whoever closed it while a session still used it.
+		f.logger.Error("audit: record lost: the filter was closed while a session still used it", "path", f.cfg.Path)
 	}
 }
 

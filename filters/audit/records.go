@@ -19,6 +19,7 @@ const (
 	EventDelete       = "delete"
 	EventCommit       = "commit"
 	EventScan         = "scan"
+	EventChainBreak   = "chain_break"
 )
 
 // The verdicts written in the "verdict" field of a scan record.
@@ -140,6 +141,17 @@ type scanRecord struct {
 	Error      string `json:"error"`
 	Bytes      int64  `json:"bytes"`
 	DurationUS int64  `json:"duration_us"`
+}
+
+// chainBreakRecord names octets of the file that are no record (a torn or
+// damaged tail, or a torn write) and starts a new chain segment after
+// them; its prev_hash is the hash of the last record before them.
+type chainBreakRecord struct {
+	header
+	Reason        string `json:"reason"`
+	SkippedOffset int64  `json:"skipped_offset"`
+	SkippedBytes  int64  `json:"skipped_bytes"`
+	SkippedSHA256 string `json:"skipped_sha256"`
 }
 
 // tlsFields returns the version, cipher suite and server name of a TLS

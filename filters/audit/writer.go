@@ -10,12 +10,17 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
 
 // ErrClosed is returned for records written after Close.
 var ErrClosed = errors.New("audit: closed")
+
+// ErrLocked is returned by New and Reopen when the audit file is locked by
+// another process, or by another open of the same file (a link) in this one.
+var ErrLocked = errors.New("audit: file is locked by another process (is another popgate writing it?)")
 
 // fileMode is the mode of a newly created audit file: audit trails name
 // users and addresses, so they are not world-readable.
@@ -35,97 +40,109 @@ const (
 	hashSuffixLen = len(hashField) + hashLen + len(`"}`)
 )
 
-// writer appends records to the audit file, one line per record, each with
+// gap is a run of octets at the end of the file that are no record: a torn
+// write, or a damaged tail found at open. The next chained record is
+// preceded by a chain_break record that names it.
+type gap struct {
+	offset int64
+	reason string
+}
+
+// writer appends records to one audit file, one line per record, each with
 // a single write and no buffering beyond the line, so a crash loses at most
-// the record being written. It is safe for concurrent use.
+// the record being written. It owns the file, its lock and the chain's last
+// hash; the Filters that share it (see files.go) only call write. It is
+// safe for concurrent use.
 type writer struct {
 	path   string // "-" for stdout
-	chain  bool
+	key    string // the files registry key
 	logger hclog.Logger
 
 	mu      sync.Mutex
 	out     io.Writer
 	file    *os.File // nil for stdout
 	closed  bool
-	last    string // hash of the last record written, when chaining
-	torn    bool   // a write failed part-way: start the next with "\n"
+	last    string // hash of the last chained record written
+	size    int64  // octets in the file, so offsets of gaps are known
+	needNL  bool   // the file ends mid-line: start the next write with "\n"
+	gap     *gap   // octets to name in a chain_break before the next chained record
 	failing bool   // the last write failed; logged once until it recovers
 	dropped int64  // records lost while failing
 	line    bytes.Buffer
 	enc     *json.Encoder
+
+	// Sync policy: the strictest of the Filters using the writer.
+	users    map[*Filter]syncSetting
+	policy   SyncPolicy
+	interval time.Duration
+	dirty    bool          // written since the last fsync
+	syncMu   sync.Mutex    // held while syncing, so the file is not closed under it
+	stop     chan struct{} // closed by close to end syncLoop
+	done     chan struct{} // closed when syncLoop has returned
 }
 
-func newWriter(path string, chain bool, logger hclog.Logger) (*writer, error) {
-	w := &writer{path: path, chain: chain, logger: logger}
+func newWriter(path, key string, chain bool, logger hclog.Logger) (*writer, error) {
+	w := &writer{path: path, key: key, logger: logger, users: map[*Filter]syncSetting{}}
 	w.enc = json.NewEncoder(&w.line)
 	w.enc.SetEscapeHTML(false)
 	if path == "-" {
 		w.out = os.Stdout
 		return w, nil
 	}
-	if err := w.open(); err != nil {
+	if err := w.open(chain); err != nil {
 		return nil, err
 	}
+	w.stop, w.done = make(chan struct{}), make(chan struct{})
+	go w.syncLoop()
 	return w, nil
 }
 
-// open opens w.path for appending and, when chaining, finds the hash the
-// chain continues from: the hash of the file's last record if it has one,
-// otherwise the last hash this process wrote (the old file's, after a
-// rotation), otherwise "" for a fresh chain. Callers hold w.mu or own w.
-func (w *writer) open() error {
-	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, fileMode)
+// open opens and locks w.path for appending and reads its end: when
+// chaining, the chain continues from the hash of the file's last record if
+// it has one, otherwise from the last hash this process wrote (the old
+// file's, after a rotation), otherwise from "". Octets after the last
+// record (a torn or damaged tail) are named at once in a chain_break
+// record; they stay in the file. Callers hold w.mu or own w.
+func (w *writer) open(chain bool) error {
+	f, err := os.OpenFile(w.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, fileMode)
 	if err != nil {
 		return fmt.Errorf("audit: open %s: %w", w.path, err)
 	}
-	last, torn, err := tail(w.path)
+	if err := lockFile(f); err != nil {
+		f.Close()
+		if errors.Is(err, ErrLocked) {
+			return fmt.Errorf("audit: %s: %w", w.path, err)
+		}
+		return fmt.Errorf("audit: lock %s: %w", w.path, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("audit: stat %s: %w", w.path, err)
+	}
+	ts, err := scanTail(f, st.Size())
 	if err != nil {
 		f.Close()
 		return err
 	}
-	if w.chain && last != "" {
-		w.last = last
+	if chain && ts.last != "" {
+		w.last = ts.last
 	}
-	w.torn = torn
-	w.file, w.out = f, f
+	w.file, w.out, w.size, w.needNL, w.gap = f, f, st.Size(), ts.needNL, nil
+	if chain && ts.gapAt >= 0 {
+		w.gap = &gap{offset: ts.gapAt, reason: ts.reason}
+		if err := w.recordGap(); err != nil {
+			// Kept pending: the next chained record tries again.
+			w.logger.Error("audit: could not record the damaged tail", "path", w.path, "error", err)
+		}
+	}
 	return nil
 }
 
-// tail reads the end of the file at path and returns the hash of its last
-// complete chained line (or "") and whether the file ends without a newline.
-func tail(path string) (last string, torn bool, err error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", false, fmt.Errorf("audit: read %s: %w", path, err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return "", false, fmt.Errorf("audit: stat %s: %w", path, err)
-	}
-	size := st.Size()
-	if size == 0 {
-		return "", false, nil
-	}
-	n := min(size, tailWindow)
-	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, size-n); err != nil {
-		return "", false, fmt.Errorf("audit: read %s: %w", path, err)
-	}
-	torn = buf[len(buf)-1] != '\n'
-	end := bytes.LastIndexByte(buf, '\n')
-	if end < 0 {
-		return "", torn, nil
-	}
-	line := buf[:end]
-	if i := bytes.LastIndexByte(line, '\n'); i >= 0 {
-		line = line[i+1:]
-	}
-	h, _, ok := splitHash(line)
-	if !ok {
-		return "", torn, nil
-	}
-	return h, torn, nil
+// hashContent returns the hex SHA-256 of a record's content.
+func hashContent(content []byte) string {
+	sum := sha256.Sum256(content)
+	return hex.EncodeToString(sum[:])
 }
 
 // splitHash splits a chained line (without newline) into its hash and its
@@ -151,31 +168,63 @@ func splitHash(line []byte) (hash string, content []byte, ok bool) {
 	return string(h), content, true
 }
 
-// hashContent returns the hex SHA-256 of a record's content.
-func hashContent(content []byte) string {
-	sum := sha256.Sum256(content)
-	return hex.EncodeToString(sum[:])
-}
-
-// write encodes rec as one line and appends it. Failures are logged (once
-// until writing works again) and returned.
-func (w *writer) write(rec any) error {
+// write encodes rec as one line, chained or not, and appends it. A pending
+// gap is named in a chain_break record before the next chained record.
+// Failures are logged (once until writing works again) and returned.
+func (w *writer) write(rec any, chain bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
 		return ErrClosed
 	}
+	if chain && w.gap != nil {
+		if err := w.recordGap(); err != nil {
+			return w.lost(err)
+		}
+	}
+	hash, err := w.encode(rec, chain)
+	if err != nil {
+		return err
+	}
+	if err := w.append(chain); err != nil {
+		return w.lost(err)
+	}
+	if chain {
+		w.last = hash
+	}
+	if w.failing {
+		w.failing = false
+		w.logger.Warn("audit: writing again", "path", w.path, "records_lost", w.dropped)
+		w.dropped = 0
+	}
+	return nil
+}
+
+// lost logs a failed write, once until writing works again, and returns
+// err.
+func (w *writer) lost(err error) error {
+	w.dropped++
+	if !w.failing {
+		w.failing = true
+		w.logger.Error("audit: write failed; records are being lost", "path", w.path, "error", err)
+	}
+	return err
+}
+
+// encode puts rec into w.line as one line, with the chain fields when
+// chain is set, and returns its hash.
+func (w *writer) encode(rec any, chain bool) (string, error) {
 	w.line.Reset()
-	if w.torn {
+	if w.needNL {
 		w.line.WriteByte('\n')
 	}
 	start := w.line.Len()
 	if err := w.enc.Encode(rec); err != nil {
-		return fmt.Errorf("audit: encode record: %w", err)
+		return "", fmt.Errorf("audit: encode record: %w", err)
 	}
 	w.line.Truncate(w.line.Len() - 1) // Encode's newline
 	var hash string
-	if w.chain {
+	if chain {
 		// The content is the record with prev_hash as its last field;
 		// the line is the content with the hash field appended.
 		w.line.Truncate(w.line.Len() - 1) // closing brace
@@ -189,33 +238,81 @@ func (w *writer) write(rec any) error {
 		w.line.WriteString(`"}`)
 	}
 	w.line.WriteByte('\n')
-	n, err := w.out.Write(w.line.Bytes())
-	if err != nil {
-		w.torn = n > 0
-		w.dropped++
-		if !w.failing {
-			w.failing = true
-			w.logger.Error("audit: write failed; records are being lost", "path", w.path, "error", err)
+	return hash, nil
+}
+
+// append writes w.line with one write. A chained line cut short leaves a
+// gap that the next chained record names; with the record policy the file
+// is synced before append returns.
+func (w *writer) append(chain bool) error {
+	line := w.line.Bytes()
+	lead := int64(0)
+	if w.needNL {
+		lead = 1
+	}
+	n, err := w.out.Write(line)
+	if n > 0 {
+		if chain && w.file != nil && w.gap == nil && n < len(line) && int64(n) > lead {
+			w.gap = &gap{offset: w.size + lead, reason: ReasonTornWrite}
 		}
+		w.size += int64(n)
+		w.needNL = line[n-1] != '\n'
+		w.dirty = true
+	}
+	if err != nil {
 		return fmt.Errorf("audit: write %s: %w", w.path, err)
 	}
-	w.torn = false
-	if w.failing {
-		w.failing = false
-		w.logger.Warn("audit: writing again", "path", w.path, "records_lost", w.dropped)
-		w.dropped = 0
+	if w.policy == SyncRecord && w.file != nil {
+		w.dirty = false
+		if err := w.file.Sync(); err != nil {
+			return fmt.Errorf("audit: sync %s: %w", w.path, err)
+		}
 	}
-	if w.chain {
-		w.last = hash
+	return nil
+}
+
+// recordGap writes the chain_break record that names w.gap: the offset,
+// length and SHA-256 of the octets from the gap to the end of the file
+// (with the newline that ends them, written with the record). The octets
+// stay where they are, and the record chains on from the last record
+// before them. Callers hold w.mu.
+func (w *writer) recordGap() error {
+	g := w.gap
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(w.file, g.offset, w.size-g.offset)); err != nil {
+		return fmt.Errorf("audit: read the gap in %s: %w", w.path, err)
 	}
+	n := w.size - g.offset
+	if w.needNL {
+		h.Write([]byte{'\n'})
+		n++
+	}
+	rec := &chainBreakRecord{
+		header:        header{Time: time.Now().UTC().Format(time.RFC3339Nano), Event: EventChainBreak},
+		Reason:        g.reason,
+		SkippedOffset: g.offset,
+		SkippedBytes:  n,
+		SkippedSHA256: hex.EncodeToString(h.Sum(nil)),
+	}
+	hash, err := w.encode(rec, true)
+	if err != nil {
+		return err
+	}
+	if err := w.append(true); err != nil {
+		return err
+	}
+	w.last, w.gap = hash, nil
+	w.logger.Warn("audit: chain break recorded; the octets that are no record stay in the file",
+		"path", w.path, "reason", rec.Reason, "offset", rec.SkippedOffset, "bytes", rec.SkippedBytes)
 	return nil
 }
 
 // reopen closes the file and opens w.path again, so that after a rotation
 // (the old file renamed away) records go to a new file. The chain goes on:
 // the first record of the new file carries the old file's last hash as its
-// prev_hash. Reopening stdout does nothing.
-func (w *writer) reopen() error {
+// prev_hash. When w.path is still the open file (copytruncate), only its
+// size is read again. Reopening stdout does nothing.
+func (w *writer) reopen(chain bool) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -225,28 +322,58 @@ func (w *writer) reopen() error {
 		return nil
 	}
 	old := w.file
-	if err := w.open(); err != nil {
+	if cur, err := old.Stat(); err == nil {
+		if st, err := os.Stat(w.path); err == nil && os.SameFile(cur, st) {
+			w.size = st.Size()
+			return nil
+		}
+	}
+	if err := w.open(chain); err != nil {
+		w.file, w.out = old, old
 		return err
 	}
+	// Wait for a sync in progress; sync the old file whatever the dirty
+	// flag says, since that sync may have cleared it before the file was
+	// written to its end.
+	w.syncMu.Lock()
+	defer w.syncMu.Unlock()
+	if w.policy != SyncNone {
+		if err := old.Sync(); err != nil {
+			w.logger.Warn("audit: syncing rotated file", "path", w.path, "error", err)
+		}
+	}
+	w.dirty = true // the new file may have had a chain_break written
 	if err := old.Close(); err != nil {
 		w.logger.Warn("audit: closing rotated file", "path", w.path, "error", err)
 	}
 	return nil
 }
 
-// close closes the file; stdout is left open. Later writes fail.
+// close syncs (unless the policy is none) and closes the file, which
+// releases its lock; stdout is left open. Later writes fail.
 func (w *writer) close() error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.closed {
+		w.mu.Unlock()
 		return nil
 	}
 	w.closed = true
+	w.mu.Unlock()
 	if w.file == nil {
 		return nil
 	}
-	if err := w.file.Close(); err != nil {
-		return fmt.Errorf("audit: close %s: %w", w.path, err)
+	close(w.stop)
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var errs []error
+	if w.dirty && w.policy != SyncNone {
+		if err := w.file.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("audit: sync %s: %w", w.path, err))
+		}
 	}
-	return nil
+	if err := w.file.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("audit: close %s: %w", w.path, err))
+	}
+	return errors.Join(errs...)
 }
