@@ -34,6 +34,19 @@ type Config struct {
 	Filters []FilterConfig
 	// Metrics is nil when no metrics block is given (no metrics endpoint).
 	Metrics *MetricsConfig
+	// Spool is the spool block, defaults filled in.
+	Spool SpoolConfig
+}
+
+// SpoolConfig is the spool block: the budget shared by every message a
+// filter holds while it waits for a verdict (spool.Budget). Memory and
+// Disk bound all such messages together; a message that finds the memory
+// used up goes to disk, one that finds the disk used up is not scanned
+// and follows the filter's on_error.
+type SpoolConfig struct {
+	Memory int64  // octets in memory, all messages together; default 256 MiB
+	Disk   int64  // octets in temporary files, all together; default 4 GiB
+	Dir    string // temporary files' directory; never "" (default os.TempDir())
 }
 
 // Backend returns the backend called name, or nil.

@@ -162,12 +162,24 @@ backend "local" {
 #   spool_dir    = ""                     # "" = the system temporary directory
 #   spool_memory = "1MiB"
 #   add_header   = false
+#
+#   max_concurrent_scans = 10    # clamd's MaxThreads; beyond it wait up to scan_wait, then on_error
+#   scan_wait            = "10s"
+#   keep_replaced        = false # true: a DELE of a message found infected is refused with -ERR
 # }
 
 # Command policy.
 # filter "policy" {
 #   deny             = ["DELE"]
 #   max_message_size = "50MiB"
+# }
+
+# The budget every filter's spooling shares (messages held while clamd
+# scans them), in memory and on disk.
+# spool {
+#   memory = "256MiB"
+#   disk   = "4GiB"
+#   dir    = ""      # "" = the system temporary directory
 # }
 
 # Prometheus metrics on http://127.0.0.1:9110/metrics.

@@ -26,6 +26,11 @@ const (
 	defaultClamAVMaxSize     = 25 << 20 // clamd's default StreamMaxLength
 	defaultClamAVTimeout     = 60 * time.Second
 	defaultClamAVSpoolMemory = 1 << 20
+	defaultClamAVMaxScans    = 10 // clamd's default MaxThreads
+	defaultClamAVScanWait    = 10 * time.Second
+
+	defaultSpoolMemory = 256 << 20
+	defaultSpoolDisk   = 4 << 30
 
 	// rfc1939IdleMinimum is the shortest autologout timer RFC 1939
 	// section 3 allows.

@@ -49,11 +49,21 @@ type ClamAVFilterConfig struct {
 	OnError    string // "reject" (default) or "pass"
 	// MaxSize is the largest message sent to clamd; larger ones are
 	// handled as a scan error (OnError).
-	MaxSize     int64
-	Timeout     time.Duration // one scan, including streaming
-	SpoolDir    string        // where messages spool while scanned; never ""
-	SpoolMemory int64         // octets kept in memory before spooling to disk
-	AddHeader   bool          // add an X-Virus-Scanned header to clean mail
+	MaxSize int64
+	Timeout time.Duration // one scan, including streaming
+	// SpoolDir is where messages spool while scanned: spool_dir, or the
+	// spool block's dir when unset; never "" once built. Its files count
+	// against the spool block's disk budget either way.
+	SpoolDir    string
+	SpoolMemory int64 // octets of one message kept in memory before spooling to disk
+	AddHeader   bool  // add an X-Virus-Scanned header to clean mail
+	// MaxConcurrentScans bounds this filter's scans at once, across all
+	// sessions; beyond it a scan waits up to ScanWait, then OnError.
+	MaxConcurrentScans int
+	ScanWait           time.Duration
+	// KeepReplaced refuses a DELE of a message found infected in the
+	// session, so the original stays on the server.
+	KeepReplaced bool
 }
 
 // PolicyFilterConfig is a filter "policy" block.
@@ -226,6 +236,10 @@ type rawClamAVFilter struct {
 	SpoolMemory *string `hcl:"spool_memory,optional"`
 	AddHeader   *bool   `hcl:"add_header,optional"`
 
+	MaxConcurrentScans *int    `hcl:"max_concurrent_scans,optional"`
+	ScanWait           *string `hcl:"scan_wait,optional"`
+	KeepReplaced       *bool   `hcl:"keep_replaced,optional"`
+
 	Body hcl.Body `hcl:",body"`
 }
 
@@ -239,14 +253,41 @@ func (r *rawClamAVFilter) settings(b *builder) FilterSettings {
 		SpoolDir:    r.SpoolDir,
 		SpoolMemory: b.size(body, "spool_memory", r.SpoolMemory, defaultClamAVSpoolMemory),
 		AddHeader:   or(r.AddHeader, false),
+
+		MaxConcurrentScans: b.integer(body, "max_concurrent_scans", r.MaxConcurrentScans, defaultClamAVMaxScans, 1, 1<<16),
+		ScanWait:           b.duration(body, "scan_wait", r.ScanWait, defaultClamAVScanWait),
+		KeepReplaced:       or(r.KeepReplaced, false),
 	}
 	c.Network, c.Address = b.clamdAddress(body, or(r.Address, defaultClamAVAddress))
-	if c.SpoolDir == "" {
-		c.SpoolDir = os.TempDir()
-	} else {
+	if c.SpoolDir != "" {
 		b.dirExists(body, "spool_dir", c.SpoolDir)
 	}
 	return c
+}
+
+// spool converts the spool block.
+func (b *builder) spool(r *rawSpool) SpoolConfig {
+	c := SpoolConfig{Memory: defaultSpoolMemory, Disk: defaultSpoolDisk, Dir: os.TempDir()}
+	if r == nil {
+		return c
+	}
+	c.Memory = b.size(r.Body, "memory", r.Memory, defaultSpoolMemory)
+	c.Disk = b.size(r.Body, "disk", r.Disk, defaultSpoolDisk)
+	if r.Dir != "" {
+		c.Dir = r.Dir
+		b.dirExists(r.Body, "dir", c.Dir)
+	}
+	return c
+}
+
+// filterSpoolDirs gives every clamav filter without its own spool_dir the
+// spool block's dir.
+func (b *builder) filterSpoolDirs(cfg *Config) {
+	for _, f := range cfg.Filters {
+		if c, ok := f.Settings.(*ClamAVFilterConfig); ok && c.SpoolDir == "" {
+			c.SpoolDir = cfg.Spool.Dir
+		}
+	}
 }
 
 // clamdAddress splits a clamd address, tcp://HOST:PORT or unix://PATH,

@@ -24,6 +24,7 @@ type rawFile struct {
 	TLS       *rawTLS       `hcl:"tls,block"`
 	Filters   []rawFilter   `hcl:"filter,block"`
 	Metrics   *rawMetrics   `hcl:"metrics,block"`
+	Spool     *rawSpool     `hcl:"spool,block"`
 
 	Body hcl.Body `hcl:",body"`
 }
@@ -145,6 +146,15 @@ type rawFilter struct {
 	Rest       hcl.Body  `hcl:",remain"`
 	LabelRange hcl.Range `hcl:"type,label_range"`
 	Body       hcl.Body  `hcl:",body"`
+}
+
+// rawSpool is the spool block: the budget every filter's spooling shares.
+type rawSpool struct {
+	Memory *string `hcl:"memory,optional"`
+	Disk   *string `hcl:"disk,optional"`
+	Dir    string  `hcl:"dir,optional"`
+
+	Body hcl.Body `hcl:",body"`
 }
 
 // rawMetrics is the metrics block.

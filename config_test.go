@@ -202,11 +202,13 @@ func TestFullConfig(t *testing.T) {
 				StripDomain: true, AddDomain: "example.com", Lowercase: true, MapFile: "testdata/config/rewrite.map"}},
 			{Type: "clamav", Name: "clamav", Settings: &ClamAVFilterConfig{
 				Network: "unix", Address: "/run/clamav/clamd.ctl", OnInfected: "reject", OnError: "pass",
-				MaxSize: 50 << 20, Timeout: 2 * time.Minute, SpoolDir: "testdata/config", SpoolMemory: 512 << 10, AddHeader: true}},
+				MaxSize: 50 << 20, Timeout: 2 * time.Minute, SpoolDir: "testdata/config", SpoolMemory: 512 << 10, AddHeader: true,
+				MaxConcurrentScans: 4, ScanWait: 30 * time.Second, KeepReplaced: true}},
 			{Type: "policy", Name: "policy", Settings: &PolicyFilterConfig{Deny: []string{"DELE", "TOP"}, MaxMessageSize: 100_000_000}},
 			{Type: "policy", Name: "no-dele", Settings: &PolicyFilterConfig{Deny: []string{"DELE"}}},
 		},
 		Metrics: &MetricsConfig{Address: "127.0.0.1:9110"},
+		Spool:   SpoolConfig{Memory: 64 << 20, Disk: 1 << 30, Dir: "testdata"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("full.hcl decoded to\n%s\nwant\n%s", dump(cfg), dump(want))
@@ -260,6 +262,7 @@ func TestBuiltinConfig(t *testing.T) {
 			Name: "local", Address: "127.0.0.1:110", TLS: TLSNone, ServerName: "127.0.0.1",
 			Login: LoginUser, ForwardClient: ForwardNone, ConnectTimeout: 10 * time.Second,
 		}},
+		Spool: SpoolConfig{Memory: 256 << 20, Disk: 4 << 30, Dir: os.TempDir()},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("built-in configuration is\n%s\nwant\n%s", dump(cfg), dump(want))
@@ -312,7 +315,8 @@ filter "policy" {}
 		{Type: "rewrite", Name: "rewrite", Settings: &RewriteFilterConfig{Lowercase: true}},
 		{Type: "clamav", Name: "clamav", Settings: &ClamAVFilterConfig{
 			Network: "tcp", Address: "127.0.0.1:3310", OnInfected: "replace", OnError: "reject",
-			MaxSize: 25 << 20, Timeout: 60 * time.Second, SpoolDir: os.TempDir(), SpoolMemory: 1 << 20}},
+			MaxSize: 25 << 20, Timeout: 60 * time.Second, SpoolDir: os.TempDir(), SpoolMemory: 1 << 20,
+			MaxConcurrentScans: 10, ScanWait: 10 * time.Second}},
 		{Type: "policy", Name: "policy", Settings: &PolicyFilterConfig{}},
 	}
 	if !reflect.DeepEqual(cfg.Filters, want) {

@@ -20,6 +20,7 @@ import (
 	"github.com/popgate/popgate/filters/clamav"
 	"github.com/popgate/popgate/filters/policy"
 	"github.com/popgate/popgate/filters/rewrite"
+	"github.com/popgate/popgate/filters/spool"
 	"github.com/popgate/popgate/proxy"
 	"github.com/popgate/popgate/tlsconf"
 )
@@ -34,6 +35,10 @@ type app struct {
 	tls     *tlsconf.Manager
 	filters map[string]*filterInstance
 	metrics *metrics
+	// spool is the budget every filter's spooling shares, for the life
+	// of the process; its limits follow the running configuration's
+	// spool block.
+	spool *spool.Budget
 	// filesErr is what the last build could not re-read (certificates,
 	// secrets, maps); those keep their old contents.
 	filesErr error
@@ -49,7 +54,8 @@ type filterInstance struct {
 
 // runServer runs popgate until SIGTERM or SIGINT, reloading on SIGHUP.
 func runServer(cfg *Config, configPath string, logger hclog.Logger) error {
-	a := &app{logger: logger, path: configPath, filters: map[string]*filterInstance{}}
+	a := &app{logger: logger, path: configPath, filters: map[string]*filterInstance{},
+		spool: spool.NewBudget(cfg.Spool.Memory, cfg.Spool.Disk)}
 	ctx := context.Background()
 	if cfg.Metrics != nil {
 		m, err := startMetrics(cfg.Metrics.Address, logger.Named("metrics"))
@@ -134,6 +140,7 @@ func (a *app) reload(ctx context.Context) {
 		return
 	}
 	a.cfg = cfg
+	a.spool.SetLimits(cfg.Spool.Memory, cfg.Spool.Disk)
 	a.metrics.setBackends(cfg)
 	if a.filesErr != nil {
 		a.logger.Error("configuration reloaded, but some files could not be re-read and keep their old contents", "path", a.path, "error", a.filesErr)
@@ -313,6 +320,11 @@ func (a *app) newFilter(fc FilterConfig, audits *[]*audit.Filter) (filters.Filte
 			SpoolMemory: s.SpoolMemory,
 			AddHeader:   s.AddHeader,
 			OnVerdict:   fan.record,
+			Spool:       a.spool,
+
+			MaxConcurrentScans: s.MaxConcurrentScans,
+			ScanWait:           s.ScanWait,
+			KeepReplaced:       s.KeepReplaced,
 		}, log)
 		if err != nil {
 			return nil, err

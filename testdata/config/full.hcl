@@ -149,6 +149,10 @@ filter "clamav" {
   spool_dir    = "testdata/config"
   spool_memory = "512KiB"
   add_header   = true
+
+  max_concurrent_scans = 4
+  scan_wait            = "30s"
+  keep_replaced        = true
 }
 
 filter "policy" {
@@ -163,4 +167,10 @@ filter "policy" {
 
 metrics {
   address = "127.0.0.1:9110"
+}
+
+spool {
+  memory = "64MiB"
+  disk   = "1GiB"
+  dir    = "testdata"
 }
