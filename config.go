@@ -110,6 +110,10 @@ type LimitsConfig struct {
 	// PipelineDepth is the most client commands read ahead of their
 	// responses (RFC 2449 PIPELINING); 1 disables pipelining.
 	PipelineDepth int
+	// IPv6Prefix is the prefix length that makes one IPv6 client "one
+	// address" for login throttling and max_sessions_per_ip: a /64 is
+	// what one customer typically gets. IPv4 addresses count one by one.
+	IPv6Prefix int
 }
 
 // TLSMode is how TLS is used on a listener or towards a backend.

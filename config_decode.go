@@ -90,6 +90,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.TLS = b.tls(raw.TLS, cfg)
 	cfg.Metrics = b.metrics(raw.Metrics)
 	b.uniqueAddresses(raw)
+	b.masterVerifiers(raw, cfg)
 	b.unused(raw, cfg)
 	return cfg
 }
@@ -118,6 +119,7 @@ func (b *builder) limits(r *rawLimits, base LimitsConfig) LimitsConfig {
 	l.MaxErrors = b.integer(body, "max_errors", r.MaxErrors, base.MaxErrors, 1, most)
 	l.MaxAuthTries = b.integer(body, "max_auth_tries", r.MaxAuthTries, base.MaxAuthTries, 1, most)
 	l.PipelineDepth = b.integer(body, "pipeline_depth", r.PipelineDepth, base.PipelineDepth, 1, 4096)
+	l.IPv6Prefix = b.integer(body, "throttle_ipv6_prefix", r.IPv6Prefix, base.IPv6Prefix, 32, 128)
 	l.PreloginTimeout = b.duration(body, "prelogin_timeout", r.PreloginTimeout, base.PreloginTimeout)
 	l.IdleTimeout = b.duration(body, "idle_timeout", r.IdleTimeout, base.IdleTimeout)
 	l.WriteTimeout = b.duration(body, "write_timeout", r.WriteTimeout, base.WriteTimeout)

@@ -54,6 +54,7 @@ var defaultLimits = LimitsConfig{
 	BackendTimeout:   60 * time.Second,
 	HandshakeTimeout: 15 * time.Second,
 	PipelineDepth:    128,
+	IPv6Prefix:       64,
 }
 
 // defaultLog is the log block's default: info, text.

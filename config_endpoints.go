@@ -195,6 +195,51 @@ func (b *builder) masterLogin(r *rawBackend, be *BackendConfig, host string) {
 	}
 }
 
+// masterVerifiers refuses a master login that could act for a client no
+// one has verified. With master_user the backend takes popgate's word for
+// who the client is, so every after-auth listener that can reach such a
+// backend (its default backend, or any route or route map entry, which
+// apply to every after-auth listener) must verify passwords itself: today
+// that is an apop filter, whose secrets file checks USER/PASS, APOP, and
+// AUTH PLAIN, LOGIN and CRAM-MD5.
+func (b *builder) masterVerifiers(raw *rawFile, cfg *Config) {
+	routed := map[string]bool{}
+	for _, r := range cfg.Routes {
+		routed[r.Backend] = true
+	}
+	if cfg.RouteMap != nil {
+		for _, be := range cfg.RouteMap.Users {
+			routed[be] = true
+		}
+	}
+	for i, be := range cfg.Backends {
+		if be.MasterUser == "" || i >= len(raw.Backends) {
+			continue
+		}
+		for _, l := range cfg.Listeners {
+			if l.Connect != ConnectAfterAuth || l.Backend != be.Name && !routed[be.Name] || hasVerifier(cfg, l) {
+				continue
+			}
+			b.errorf(attrRange(raw.Backends[i].Body, "master_user"), "Master login without password check",
+				"Backend %q logs in as master user %q, which the backend trusts to act for any mailbox, but listener %q "+
+					"has nothing that checks the client's password: add an apop filter (its secrets_file verifies "+
+					"USER/PASS, APOP and AUTH PLAIN, LOGIN and CRAM-MD5) to that listener.", be.Name, be.MasterUser, l.Name)
+			break
+		}
+	}
+}
+
+// hasVerifier reports whether listener l applies a filter that verifies
+// client passwords locally.
+func hasVerifier(cfg *Config, l ListenerConfig) bool {
+	for _, n := range l.Filters {
+		if fc := cfg.Filter(n); fc != nil && fc.Type == "apop" {
+			return true
+		}
+	}
+	return false
+}
+
 // isLoopback reports whether host is "localhost" or a loopback address.
 func isLoopback(host string) bool {
 	if strings.EqualFold(host, "localhost") {

@@ -50,6 +50,7 @@ type rawLimits struct {
 	BackendTimeout   *string `hcl:"backend_timeout,optional"`
 	HandshakeTimeout *string `hcl:"tls_handshake_timeout,optional"`
 	PipelineDepth    *int    `hcl:"pipeline_depth,optional"`
+	IPv6Prefix       *int    `hcl:"throttle_ipv6_prefix,optional"`
 
 	Body hcl.Body `hcl:",body"`
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/popgate/popgate/filters/audit"
 )
 
 // base is the smallest valid configuration: six lines, so text appended
@@ -135,7 +137,7 @@ func TestFullConfig(t *testing.T) {
 	top := LimitsConfig{
 		MaxSessions: 5000, MaxSessionsPerIP: 20, MaxLine: 1024, MaxErrors: 4, MaxAuthTries: 2,
 		PreloginTimeout: 30 * time.Second, IdleTimeout: 15 * time.Minute, WriteTimeout: 45 * time.Second,
-		BackendTimeout: 90 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 64,
+		BackendTimeout: 90 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 64, IPv6Prefix: 64,
 	}
 	want := &Config{
 		StateDir:        absPath("testdata/config/state"),
@@ -148,13 +150,13 @@ func TestFullConfig(t *testing.T) {
 			TrustedProxies: []netip.Prefix{
 				netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("10.0.0.0/8"),
 			},
-			Filters:       []string{"audit", "rewrite", "clamav", "policy"},
+			Filters:       []string{"audit", "apop", "rewrite", "clamav", "policy"},
 			ServerNames:   []string{"pop.example.com", "127.0.0.1"},
 			TLSMinVersion: tls.VersionTLS13,
 			Limits: LimitsConfig{
 				MaxSessions: 100, MaxSessionsPerIP: 0, MaxLine: 8192, MaxErrors: 10, MaxAuthTries: 5,
 				PreloginTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Minute, WriteTimeout: 2 * time.Minute,
-				BackendTimeout: 2 * time.Minute, HandshakeTimeout: 15 * time.Second, PipelineDepth: 1,
+				BackendTimeout: 2 * time.Minute, HandshakeTimeout: 15 * time.Second, PipelineDepth: 1, IPv6Prefix: 64,
 			},
 		}, {
 			Name: "pop3s", Address: "[::1]:1995", TLS: TLSImplicit, RequireTLS: true,
@@ -196,7 +198,7 @@ func TestFullConfig(t *testing.T) {
 			},
 		},
 		Filters: []FilterConfig{
-			{Type: "audit", Name: "audit", Settings: &AuditFilterConfig{Path: "testdata/config/audit.jsonl", Chain: true}},
+			{Type: "audit", Name: "audit", Settings: &AuditFilterConfig{Path: "testdata/config/audit.jsonl", Chain: true, Sync: audit.SyncInterval, SyncInterval: time.Second}},
 			{Type: "apop", Name: "apop", Settings: &APOPFilterConfig{SecretsFile: "testdata/config/apop.secrets", TimestampHost: "pop.example.com"}},
 			{Type: "rewrite", Name: "rewrite", Settings: &RewriteFilterConfig{
 				StripDomain: true, AddDomain: "example.com", Lowercase: true, MapFile: "testdata/config/rewrite.map"}},
@@ -273,7 +275,7 @@ func TestDefaultLimitValues(t *testing.T) {
 	want := LimitsConfig{
 		MaxSessions: 10000, MaxSessionsPerIP: 50, MaxLine: 255, MaxErrors: 5, MaxAuthTries: 3,
 		PreloginTimeout: 60 * time.Second, IdleTimeout: 10 * time.Minute, WriteTimeout: 60 * time.Second,
-		BackendTimeout: 60 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 128,
+		BackendTimeout: 60 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 128, IPv6Prefix: 64,
 	}
 	if defaultLimits != want {
 		t.Errorf("defaultLimits = %+v, want the documented %+v", defaultLimits, want)
@@ -310,7 +312,7 @@ filter "policy" {}
 		t.Fatalf("want only the warning that apop does nothing on an on-accept listener, got:%s", diagText(diags))
 	}
 	want := []FilterConfig{
-		{Type: "audit", Name: "audit", Settings: &AuditFilterConfig{Path: "-"}},
+		{Type: "audit", Name: "audit", Settings: &AuditFilterConfig{Path: "-", Sync: audit.SyncInterval, SyncInterval: time.Second}},
 		{Type: "apop", Name: "apop", Settings: &APOPFilterConfig{SecretsFile: dir + "/exists"}},
 		{Type: "rewrite", Name: "rewrite", Settings: &RewriteFilterConfig{Lowercase: true}},
 		{Type: "clamav", Name: "clamav", Settings: &ClamAVFilterConfig{

@@ -232,6 +232,7 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 				PipelineDepth:    l.Limits.PipelineDepth,
 				MaxSessions:      l.Limits.MaxSessions,
 				MaxSessionsPerIP: l.Limits.MaxSessionsPerIP,
+				IPv6Prefix:       l.Limits.IPv6Prefix,
 				BackendTimeout:   l.Limits.BackendTimeout,
 				HandshakeTimeout: l.Limits.HandshakeTimeout,
 			},
@@ -485,15 +486,4 @@ func notifySystemd(state string) {
 	defer conn.Close()
 	conn.SetWriteDeadline(time.Now().Add(time.Second))
 	conn.Write([]byte(state))
-}
-
-// auditVerify checks the hash chain of the audit log at path and returns
-// the number of records checked ("popgate audit verify").
-func auditVerify(path string) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, fmt.Errorf("audit verify: %w", err)
-	}
-	defer f.Close()
-	return audit.Verify(f)
 }

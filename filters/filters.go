@@ -76,6 +76,16 @@ type LoginRewriter interface {
 	RewriteLogin(s *Session, l *Login) error
 }
 
+// PasswordVerifier is implemented by filters that can check a client's
+// password locally, against secrets of their own (the apop filter's
+// secrets file). The proxy asks it before a login the backend does not
+// check itself: a master-user login, where the backend takes popgate's
+// word for who the client is. It must compare in constant time and treat
+// an unknown user like a wrong password.
+type PasswordVerifier interface {
+	VerifyPassword(user, password string) bool
+}
+
 // Observer is implemented by filters that want session lifecycle events.
 type Observer interface {
 	SessionStarted(s *Session)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"strings"
 
 	"github.com/emersion/go-sasl"
@@ -73,12 +74,27 @@ func (s *session) login(ctx context.Context) parser.Response {
 		return parser.Err(parser.CodeSysTemp, "backend unavailable, try again later")
 	}
 	l.Backend = name
+	s.chargeLogin()
+	// A master login acts for whoever the client claims to be: the client
+	// must prove it here first, before any backend is contacted.
+	pf := unproven
+	if b.MasterUser != "" {
+		if pf = s.verifyLocally(l); pf != byVerifier {
+			s.log.Info("password not verified for a master login", "user", l.User, "backend", name)
+			return parser.Err(parser.CodeAuth, "authentication failed")
+		}
+	}
 	bc, err := s.dial(ctx, b)
 	if err != nil {
 		s.log.Warn("backend unavailable", "backend", name, "error", err)
 		return parser.ErrorResponse(err)
 	}
-	resp, err := bc.login(b, l.BackendUser, l.Password)
+	resp, err := bc.login(b, l.BackendUser, l.Password, pf)
+	if errors.Is(err, errUnproven) {
+		bc.close()
+		s.log.Error("backend login refused to act for an unproven client", "user", l.User, "backend", name)
+		return parser.Err(parser.CodeAuth, "authentication failed")
+	}
 	if err != nil {
 		bc.close()
 		s.log.Warn("backend login conversation failed", "backend", name, "error", err)
@@ -93,6 +109,10 @@ func (s *session) login(ctx context.Context) parser.Response {
 		return parser.Err(parser.CodeAuth, "authentication failed")
 	}
 	s.be = bc
+	if pf == unproven {
+		pf = byBackend
+	}
+	s.prove(pf)
 	s.info.Timestamp = ""
 	s.info.SetState(filters.Transaction)
 	return resp

@@ -178,8 +178,13 @@ func (b *backendConn) cmd(c parser.Command) (parser.Response, error) {
 
 // login logs in to the backend with the session's credentials, the way b
 // is configured to. It returns the backend's final answer; an error means
-// the conversation itself failed.
-func (b *backendConn) login(cfg *Backend, user, password string) (parser.Response, error) {
+// the conversation itself failed. A master login, where the backend
+// checks popgate's password instead of the client's, happens only when pf
+// says a local verifier checked the client's (errUnproven otherwise).
+func (b *backendConn) login(cfg *Backend, user, password string, pf proof) (parser.Response, error) {
+	if cfg.MasterUser != "" && pf != byVerifier {
+		return parser.Response{}, errUnproven
+	}
 	switch cfg.Login {
 	case LoginAPOP:
 		if b.timestamp == "" {

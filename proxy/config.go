@@ -84,6 +84,9 @@ type Limits struct {
 	HandshakeTimeout time.Duration // client TLS handshake; 0 = Config.HandshakeTimeout, else 15s
 	MaxSessions      int           // per listener group; 0 = unlimited
 	MaxSessionsPerIP int           // 0 = unlimited
+	// IPv6Prefix groups IPv6 clients into one address for login
+	// throttling and MaxSessionsPerIP; 0 = 64. IPv4 counts per /32.
+	IPv6Prefix int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -101,6 +104,7 @@ func (l Limits) withDefaults() Limits {
 	def(&l.MaxErrors, 5)
 	def(&l.MaxAuthTries, 3)
 	def(&l.PipelineDepth, 128)
+	def(&l.IPv6Prefix, 64)
 	defd(&l.PreLoginTimeout, 60*time.Second)
 	defd(&l.IdleTimeout, 10*time.Minute)
 	defd(&l.WriteTimeout, 60*time.Second)
@@ -153,6 +157,12 @@ type Config struct {
 	HandshakeTimeout time.Duration
 	// Hooks receives events for metrics; nil fields are skipped.
 	Hooks Hooks
+	// Retired, when set, is called once, on a goroutine of the server,
+	// after a Reload replaced this configuration and its last session has
+	// ended: from then on no session uses its filters, and their owner
+	// may close them. A configuration still in force at Shutdown is not
+	// retired; its owner closes what it built after Shutdown returns.
+	Retired func()
 }
 
 // Hooks are optional callbacks for metrics and health. They must be fast

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -37,12 +36,24 @@ func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
 	if be == nil {
 		return parser.NewError(parser.CodeSysTemp, "not connected to a backend", nil)
 	}
-	if ex.Out.Verb == "AUTH" && len(ex.Out.Args) > 0 && s.info.State() == filters.Authorization {
-		l := &s.info.Login
-		*l = filters.Login{Mechanism: strings.ToLower(ex.Out.Arg(0)), Backend: l.Backend}
-		if l.Mechanism == "plain" && len(ex.Out.Args) > 1 {
-			l.User = plainUser(ex.Out.Arg(1))
-			l.BackendUser = l.User
+	var sasl *passthroughSASL
+	if s.info.State() == filters.Authorization {
+		switch {
+		case ex.Out.Verb == "AUTH" && len(ex.Out.Args) > 0:
+			l := &s.info.Login
+			*l = filters.Login{Mechanism: saslMechanism(ex.Out.Arg(0)), Backend: l.Backend}
+			sasl = &passthroughSASL{s: s, mech: strings.ToUpper(ex.Out.Arg(0))}
+			if len(ex.Out.Args) > 1 {
+				args := append([]string(nil), ex.Out.Args...)
+				args[1] = sasl.step(args[1])
+				ex.Out.Args = args
+				s.chargeLogin()
+			}
+		case ex.Out.Verb == "PASS" || ex.Out.Verb == "APOP":
+			if ex.Out.Verb == "APOP" {
+				s.info.Login = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "apop", Backend: s.info.Login.Backend}
+			}
+			s.chargeLogin()
 		}
 	}
 	r.acquireSend()
@@ -93,10 +104,9 @@ func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
 			}
 			line = "*" // cancel the exchange on the backend too, then report
 		}
-		if perr == nil && s.info.State() == filters.Authorization && s.info.Login.User == "" &&
-			strings.EqualFold(ex.Out.Arg(0), "PLAIN") {
-			s.info.Login.User = plainUser(line)
-			s.info.Login.BackendUser = s.info.Login.User
+		if perr == nil && sasl != nil {
+			line = sasl.step(line)
+			s.chargeLogin()
 		}
 		if err := be.w.WriteLine(line); err != nil {
 			return fmt.Errorf("backend write: %w", err)
@@ -127,9 +137,7 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 	switch ex.Out.Verb {
 	case "USER":
 		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "user", Backend: l.Backend}
-	case "APOP":
-		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "apop", Backend: l.Backend}
-	case "AUTH":
+	case "APOP", "AUTH":
 		// Login was set up before the exchange (see roundTrip).
 	case "PASS":
 		l.Mechanism = "user"
@@ -137,6 +145,7 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 		return
 	}
 	if ex.Out.Verb != "USER" && ex.Response.IsOK() && !(ex.Out.Verb == "AUTH" && len(ex.Out.Args) == 0) {
+		s.prove(byBackend)
 		s.info.SetState(filters.Transaction)
 	}
 }
@@ -148,24 +157,6 @@ const maxSASLLine = 12288
 // errClient marks a failure of the client connection itself, so the
 // session ends quietly as "client-closed" instead of blaming the backend.
 var errClient = errors.New("client connection failed")
-
-// plainUser returns the mailbox a SASL PLAIN response (RFC 4616) logs in
-// to: the authorization identity when there is one (a master-user login),
-// else the authentication identity. The password is dropped at once.
-func plainUser(b64 string) string {
-	raw, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return ""
-	}
-	parts := strings.Split(string(raw), "\x00")
-	if len(parts) != 3 {
-		return ""
-	}
-	if parts[0] != "" {
-		return parts[0]
-	}
-	return parts[1]
-}
 
 // prompt sends a SASL continuation and returns the client's answer: a
 // base64 string, "=" or "*".

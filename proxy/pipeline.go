@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/popgate/popgate/filters"
@@ -263,30 +262,6 @@ func (s *session) answer(r *run, stamp bool) {
 	s.after(r)
 }
 
-// loginDelay records the outcome of a login attempt with the throttle and
-// returns how long to hold back a failure answer.
-func (s *session) loginDelay(r *run) time.Duration {
-	cmd, resp := r.ex.Command, r.ex.Response
-	if r.local != nil || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
-		return 0
-	}
-	// Without a user name (a cancelled or malformed SASL exchange) only
-	// the address is throttled: an empty name must not be a key all
-	// clients share.
-	user := ""
-	if s.info.Login.User != "" {
-		user = "user:" + strings.ToLower(s.info.Login.User)
-	}
-	if s.info.State() == filters.Transaction {
-		s.srv.throttle.succeed(user)
-		return 0
-	}
-	if resp.Status != parser.StatusErr || !isAuthFailure(resp) {
-		return 0
-	}
-	return s.srv.throttle.fail(time.Now(), "ip:"+addrPort(s.info.ClientAddr).Addr().String(), user)
-}
-
 // isAuthFailure tells a refused login from a server that could not take
 // one (RFC 3206: [SYS/TEMP], [SYS/PERM], [IN-USE], [LOGIN-DELAY]).
 func isAuthFailure(resp parser.Response) bool {
@@ -375,9 +350,16 @@ func (s *session) after(r *run) {
 	if h := s.cfg.Hooks.Command; h != nil {
 		h(cmd.Verb, resp.Status.String())
 	}
-	if resp.Status == parser.StatusErr {
+	// max_errors counts only the client's own protocol errors: a line
+	// that does not parse, an unknown command, bad arguments, a command in
+	// the wrong state; popgate answers all of them locally. A -ERR from
+	// the backend or a filter (no such message, a policy refusal, a
+	// scanner that is down) is not the client's fault and must never end
+	// a session whose DELEs are still to be committed.
+	switch {
+	case r.local != nil && resp.Status == parser.StatusErr:
 		s.consecutiveErrs++
-	} else {
+	case resp.Status != parser.StatusErr:
 		s.consecutiveErrs = 0
 	}
 	switch cmd.Verb {

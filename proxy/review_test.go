@@ -133,7 +133,7 @@ func TestReviewMaxErrorsMidBurstDoesNotRelayQuit(t *testing.T) {
 	})
 	c := dialClient(t, addr)
 	reviewLogin(c)
-	c.send(strings.Repeat("RETR 9\r\n", 5) + "DELE 1\r\nQUIT\r\n")
+	c.send(strings.Repeat("RETR x\r\n", 5) + "DELE 1\r\nQUIT\r\n")
 	for i := 0; i < 5; i++ {
 		c.expect("-ERR")
 	}

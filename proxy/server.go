@@ -22,6 +22,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[string]*boundListener // by listener name
 	sessions  map[*session]struct{}
+	perCfg    map[*Config]int // open sessions per configuration, for Config.Retired
 	perIP     map[ipKey]int  // sessions per listener and client address
 	perLst    map[string]int // sessions per listener
 	closing   bool
@@ -48,6 +49,7 @@ func New(logger hclog.Logger) *Server {
 		logger:    logger,
 		listeners: make(map[string]*boundListener),
 		sessions:  make(map[*session]struct{}),
+		perCfg:    make(map[*Config]int),
 		perIP:     make(map[ipKey]int),
 		perLst:    make(map[string]int),
 		idPrefix:  fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff),
@@ -113,7 +115,9 @@ func (s *Server) Reload(cfg *Config) error {
 		}
 		added = append(added, bl)
 	}
-	s.cfg.Store(cfg)
+	if old := s.cfg.Swap(cfg); old != cfg && s.perCfg[old] == 0 {
+		defer retire(old) // after s.mu is released
+	}
 	for name, bl := range s.listeners {
 		if _, ok := want[name]; !ok {
 			s.logger.Info("listener removed", "listener", name, "address", bl.addr)
@@ -178,13 +182,7 @@ func (s *Server) acceptLoop(bl *boundListener) {
 			continue
 		}
 		delay = 0
-		cfg := s.cfg.Load()
-		lst := cfg.listener(bl.name)
-		if lst == nil {
-			conn.Close()
-			continue
-		}
-		s.startSession(cfg, lst, conn)
+		s.startSession(bl.name, conn)
 	}
 }
 
@@ -197,9 +195,15 @@ func (c *Config) listener(name string) *Listener {
 	return nil
 }
 
-func (s *Server) startSession(cfg *Config, lst *Listener, conn net.Conn) {
+// startSession starts a session of the configuration in force on the
+// listener called name. The configuration is read under s.mu, where Reload
+// swaps it, so a session is never counted against a configuration already
+// retired.
+func (s *Server) startSession(name string, conn net.Conn) {
 	s.mu.Lock()
-	if s.closing {
+	cfg := s.cfg.Load()
+	lst := cfg.listener(name)
+	if s.closing || lst == nil {
 		s.mu.Unlock()
 		conn.Close()
 		return
@@ -213,6 +217,7 @@ func (s *Server) startSession(cfg *Config, lst *Listener, conn net.Conn) {
 	sess := newSession(s, cfg, lst, conn, fmt.Sprintf("%s-%d", s.idPrefix, s.nextID.Add(1)))
 	s.sessions[sess] = struct{}{}
 	s.perLst[lst.Name]++
+	s.perCfg[cfg]++
 	s.sessWG.Add(1)
 	s.mu.Unlock()
 	go func() {
@@ -223,14 +228,30 @@ func (s *Server) startSession(cfg *Config, lst *Listener, conn net.Conn) {
 		if s.perLst[lst.Name]--; s.perLst[lst.Name] <= 0 {
 			delete(s.perLst, lst.Name)
 		}
+		last := false
+		if s.perCfg[cfg]--; s.perCfg[cfg] <= 0 {
+			delete(s.perCfg, cfg)
+			last = s.cfg.Load() != cfg
+		}
 		s.mu.Unlock()
+		if last {
+			retire(cfg)
+		}
 	}()
 }
 
-// ipKey counts sessions per listener and client address.
+// retire calls cfg.Retired, if set; s.mu must not be held.
+func retire(cfg *Config) {
+	if cfg.Retired != nil {
+		cfg.Retired()
+	}
+}
+
+// ipKey counts sessions per listener and client network: an IPv4 /32 or
+// an IPv6 prefix of Limits.IPv6Prefix bits.
 type ipKey struct {
 	listener string
-	ip       netip.Addr
+	net      netip.Prefix
 }
 
 // acquireIP counts a session against its client address on its listener;

@@ -56,7 +56,9 @@ type session struct {
 	deletesMarked   int
 	committed       bool
 	stlsDone        bool
-	userPending     bool // after-auth: a USER awaits its PASS
+	userPending     bool         // after-auth: a USER awaits its PASS
+	proven          proof        // how the client proved who it is; written only by prove
+	charge          *loginCharge // a login attempt counted before its outcome (loginthrottle.go)
 
 	// Pipeline state, owned by the dispatcher (the run goroutine).
 	lastSend    chan struct{}
@@ -68,11 +70,12 @@ type session struct {
 	dispatched  atomic.Int64
 	inflight    sync.WaitGroup
 
-	endOnce  sync.Once
-	reasonMu sync.Mutex
-	reason   string
-	ipHeld   ipKey // the per-address count this session holds
-	quitting atomic.Bool
+	endOnce    sync.Once
+	reasonMu   sync.Mutex
+	reason     string
+	ipHeld     ipKey // the per-address count this session holds, when ipAcquired
+	ipAcquired bool
+	quitting   atomic.Bool
 	// lastAnswer is when the last answer was written (Unix nanoseconds):
 	// the RFC 1939 inactivity timer runs from the later of that and the
 	// last command.
@@ -191,8 +194,7 @@ func (s *session) accept() bool {
 		s.info.ClientAddr = pc.RemoteAddr()
 		s.info.LocalAddr = pc.LocalAddr()
 	}
-	ip := addrPort(s.info.ClientAddr).Addr()
-	key := ipKey{listener: s.lst.Name, ip: ip}
+	key := ipKey{listener: s.lst.Name, net: s.clientNet()}
 	if !s.srv.acquireIP(key, s.limits.MaxSessionsPerIP) {
 		s.setReason("max-sessions-per-ip")
 		if s.cfg.Hooks.Throttled != nil {
@@ -204,7 +206,7 @@ func (s *session) accept() bool {
 		}
 		return false
 	}
-	s.ipHeld = key
+	s.ipHeld, s.ipAcquired = key, true
 	s.conn = s.raw
 	if s.lst.TLS == TLSImplicit {
 		tc, err := s.handshake(s.raw)
@@ -446,10 +448,12 @@ func (s *session) finish() {
 		if s.be != nil {
 			s.be.close() // never QUIT: only the client's own QUIT is relayed
 		}
-		s.tcp.Close()
-		if s.ipHeld.ip.IsValid() {
+		if s.ipAcquired {
+			// Released before the close, so a client that saw the
+			// connection end can connect again at once.
 			s.srv.releaseIP(s.ipHeld)
 		}
+		s.tcp.Close()
 		end := filters.SessionEnd{
 			Reason:        s.reason,
 			BytesIn:       s.in.Load(),

@@ -36,7 +36,10 @@ type Filter struct {
 	logger  hclog.Logger
 }
 
-var _ filters.Filter = (*Filter)(nil)
+var (
+	_ filters.Filter           = (*Filter)(nil)
+	_ filters.PasswordVerifier = (*Filter)(nil)
+)
 
 // authFailed is the answer to every failed APOP or CRAM-MD5 attempt,
 // whatever the reason, so an unknown user looks like a wrong digest.

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/md5"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
@@ -48,6 +49,24 @@ func (f *Filter) verify(name, given string, digest func(secret string) []byte) (
 		return "", false
 	}
 	return secret, true
+}
+
+// VerifyPassword reports whether password is name's secret. Unknown
+// users are compared against a decoy, in constant time, so they take the
+// same path as a wrong password. It implements filters.PasswordVerifier:
+// the proxy calls it for USER/PASS and AUTH PLAIN and LOGIN, and for the
+// USER/PASS this filter makes of a verified APOP or CRAM-MD5, before a
+// master-user login.
+func (f *Filter) VerifyPassword(name, password string) bool {
+	secret, known := (*f.secrets.Load())[name]
+	key := secret
+	if !known {
+		key = f.decoy
+	}
+	// Hash both sides so the comparison takes the same time whatever
+	// their lengths.
+	want, got := sha256.Sum256([]byte(key)), sha256.Sum256([]byte(password))
+	return subtle.ConstantTimeCompare(want[:], got[:]) == 1 && known
 }
 
 // NewTimestamp returns a fresh, unique "<random.nanoseconds@host>" string

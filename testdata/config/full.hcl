@@ -31,7 +31,7 @@ listener "pop3" {
   backend         = "local"
   proxy_protocol  = true
   trusted_proxies = ["127.0.0.1/32", "::1", "10.1.2.3/8"]
-  filters         = ["audit", "rewrite", "clamav", "policy"]
+  filters         = ["audit", "apop", "rewrite", "clamav", "policy"]
   server_name     = ["pop.example.com", "127.0.0.1"]
   tls_min_version = "1.3"
 

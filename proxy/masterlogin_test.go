@@ -1,0 +1,147 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/popgate/popgate/filters"
+)
+
+// secretsVerifier is a password verifier filter with fixed secrets.
+type secretsVerifier map[string]string
+
+func (v secretsVerifier) Name() string                              { return "verifier" }
+func (v secretsVerifier) Wrap(next filters.Handler) filters.Handler { return next }
+func (v secretsVerifier) VerifyPassword(user, password string) bool {
+	want, ok := v[user]
+	return ok && want == password
+}
+
+// masterBackend is a scripted backend that accepts any AUTH PLAIN and
+// records the decoded PLAIN responses and how many connections it took.
+type masterBackend struct {
+	mu     sync.Mutex
+	plains []string
+	conns  int
+}
+
+func (mb *masterBackend) start(t *testing.T) string {
+	return scriptBackend(t, func(c net.Conn, r *bufio.Reader) {
+		mb.mu.Lock()
+		mb.conns++
+		mb.mu.Unlock()
+		fmt.Fprintf(c, "+OK master-capable backend ready\r\n")
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			verb, arg, _ := strings.Cut(strings.TrimSuffix(line, "\r\n"), " ")
+			switch strings.ToUpper(verb) {
+			case "AUTH":
+				_, ir, _ := strings.Cut(arg, " ")
+				raw, _ := base64.StdEncoding.DecodeString(ir)
+				mb.mu.Lock()
+				mb.plains = append(mb.plains, string(raw))
+				mb.mu.Unlock()
+				fmt.Fprintf(c, "+OK logged in\r\n")
+			case "STAT":
+				fmt.Fprintf(c, "+OK 1 10\r\n")
+			case "QUIT":
+				fmt.Fprintf(c, "+OK bye\r\n")
+				return
+			default:
+				fmt.Fprintf(c, "-ERR unknown\r\n")
+			}
+		}
+	})
+}
+
+func (mb *masterBackend) seen() (conns int, plains []string) {
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	return mb.conns, append([]string(nil), mb.plains...)
+}
+
+// startMasterProxy runs an after-auth listener in front of a master-login
+// backend, with the given filters.
+func startMasterProxy(t *testing.T, backend string, fs ...filters.Filter) string {
+	_, addr := startProxy(t, backend, func(c *Config) {
+		c.Listeners[0].Connect = ConnectAfterAuth
+		c.Listeners[0].Filters = fs
+		b := c.Backends["b"]
+		b.Login, b.MasterUser, b.MasterPassword = LoginSASLPlain, "master", "mpw"
+	})
+	return addr
+}
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+func TestMasterLoginNeedsVerifiedPassword(t *testing.T) {
+	verifier := secretsVerifier{"alice": "right", "bob": "bobpw"}
+	for _, tc := range []struct {
+		name   string
+		script []string // client lines after the greeting
+		want   []string // answer prefixes, in order
+		plain  string   // PLAIN the backend must see, "" for no login at all
+	}{
+		{"user/pass right", []string{"USER alice", "PASS right"}, []string{"+OK", "+OK logged in"}, "alice\x00master\x00mpw"},
+		{"user/pass wrong", []string{"USER alice", "PASS totally-wrong"}, []string{"+OK", "-ERR [AUTH]"}, ""},
+		{"user/pass missing", []string{"USER alice", "PASS "}, []string{"+OK", "-ERR"}, ""},
+		{"unknown user", []string{"USER mallory", "PASS right"}, []string{"+OK", "-ERR [AUTH]"}, ""},
+		{"plain empty authzid wrong password", []string{"AUTH PLAIN " + b64("\x00bob\x00x")}, []string{"-ERR [AUTH]"}, ""},
+		{"plain foreign authzid", []string{"AUTH PLAIN " + b64("bob\x00alice\x00right")}, []string{"-ERR [AUTH]"}, ""},
+		{"plain right", []string{"AUTH PLAIN " + b64("\x00bob\x00bobpw")}, []string{"+OK logged in"}, "bob\x00master\x00mpw"},
+		{"login wrong", []string{"AUTH LOGIN", b64("alice"), b64("nope")}, []string{"+ ", "+ ", "-ERR [AUTH]"}, ""},
+		{"login right", []string{"AUTH LOGIN", b64("alice"), b64("right")}, []string{"+ ", "+ ", "+OK logged in"}, "alice\x00master\x00mpw"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mb := &masterBackend{}
+			c := dialClient(t, startMasterProxy(t, mb.start(t), verifier))
+			c.expect("+OK")
+			for i, line := range tc.script {
+				c.send(line + "\r\n")
+				c.expect(tc.want[i])
+			}
+			conns, plains := mb.seen()
+			if tc.plain == "" {
+				if conns != 0 || len(plains) != 0 {
+					t.Fatalf("backend contacted for an unverified login: %d connections, PLAIN %q", conns, plains)
+				}
+				return
+			}
+			if len(plains) != 1 || plains[0] != tc.plain {
+				t.Fatalf("backend PLAIN logins %q, want [%q]", plains, tc.plain)
+			}
+			c.send("STAT\r\n")
+			c.expect("+OK 1 10")
+		})
+	}
+}
+
+func TestMasterLoginWithoutVerifierIsRefused(t *testing.T) {
+	mb := &masterBackend{}
+	c := dialClient(t, startMasterProxy(t, mb.start(t)))
+	c.expect("+OK")
+	c.send("USER alice\r\nPASS anything\r\n")
+	c.expect("+OK")
+	c.expect("-ERR [AUTH]")
+	if conns, plains := mb.seen(); conns != 0 || len(plains) != 0 {
+		t.Fatalf("master login without a verifier reached the backend: %d connections, %q", conns, plains)
+	}
+}
+
+func TestBackendLoginRefusesMasterForUnprovenClient(t *testing.T) {
+	be := &Backend{Login: LoginSASLPlain, MasterUser: "master", MasterPassword: "mpw"}
+	for _, pf := range []proof{unproven, byBackend} {
+		bc := &backendConn{} // never written to: the refusal comes first
+		if _, err := bc.login(be, "alice", "x", pf); err != errUnproven {
+			t.Fatalf("login with proof %v: error %v, want errUnproven", pf, err)
+		}
+	}
+}
