@@ -71,7 +71,7 @@ backend "master" {
 				line = i + 1
 			}
 		}
-		if !strings.Contains(string(out), fmt.Sprintf("master.hcl:%d,", line)) || !strings.Contains(string(out), "password") {
+		if !strings.Contains(string(out), fmt.Sprintf("line %d, in backend \"master\"", line)) || !strings.Contains(string(out), "password") {
 			t.Fatalf("validate output does not point at master_user (line %d):\n%s", line, out)
 		}
 		// run refuses it too, before listening.
