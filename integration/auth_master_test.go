@@ -75,10 +75,12 @@ backend "master" {
 			t.Fatalf("validate output does not point at master_user (line %d):\n%s", line, out)
 		}
 		// run refuses it too, before listening.
-		p, err := tryStartPopgate(t, src)
+		p, err := tryStartPopgate(t, src, addr)
 		if err == nil {
-			p.stop()
 			t.Fatal("popgate run started with a master backend that nothing verifies")
+		}
+		if !strings.Contains(p.Logs(), "Master login without password check") {
+			t.Fatalf("popgate run did not say why it refused to start:\n%s", p.Logs())
 		}
 	})
 
