@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 
+	"github.com/popgate/popgate/filters/audit"
 	"github.com/popgate/popgate/proxy"
 )
 
@@ -18,6 +19,10 @@ import (
 type AuditFilterConfig struct {
 	Path  string // file to append to; "-" is standard output
 	Chain bool   // chain records by hash so tampering is detectable
+	// Sync is when records are flushed to disk: audit.SyncInterval
+	// (default), audit.SyncRecord or audit.SyncNone.
+	Sync         audit.SyncPolicy
+	SyncInterval time.Duration // period of SyncInterval; default 1s
 }
 
 // APOPFilterConfig is a filter "apop" block: on after-auth listeners
@@ -109,6 +114,7 @@ func filterTypes() []string {
 // block, in file order; Settings is nil for a block that failed.
 func (b *builder) filters(raws []rawFilter) []FilterConfig {
 	seen := map[string]hcl.Range{}
+	auditPaths := map[string]hcl.Range{}
 	var out []FilterConfig
 	for _, r := range raws {
 		f := FilterConfig{Type: r.Type, Name: or(r.Name, r.Type)}
@@ -137,9 +143,31 @@ func (b *builder) filters(raws []rawFilter) []FilterConfig {
 			b.diags = append(b.diags, diags...)
 			f.Settings = s.settings(b)
 		}
+		b.uniqueAuditPath(f.Settings, r.Rest, auditPaths)
 		out = append(out, f)
 	}
 	return out
+}
+
+// uniqueAuditPath refuses a second audit block on a path an earlier one
+// writes (standard output included): each would keep its own chain, and
+// the file would hold neither.
+func (b *builder) uniqueAuditPath(settings FilterSettings, body hcl.Body, seen map[string]hcl.Range) {
+	c, ok := settings.(*AuditFilterConfig)
+	if !ok {
+		return
+	}
+	key := c.Path
+	if key != "-" {
+		key = absPath(c.Path)
+	}
+	rng := attrRange(body, "path")
+	if first, dup := seen[key]; dup {
+		b.errorf(rng, "Duplicate audit path",
+			"Another audit filter already writes %q (at %s); give each audit filter its own path.", c.Path, first)
+		return
+	}
+	seen[key] = rng
 }
 
 // validFilterName reports whether s is a non-empty run of letters, digits,
@@ -158,14 +186,24 @@ func validFilterName(s string) bool {
 
 // rawAuditFilter is the schema of filter "audit".
 type rawAuditFilter struct {
-	Path  *string `hcl:"path,optional"`
-	Chain *bool   `hcl:"chain,optional"`
+	Path         *string `hcl:"path,optional"`
+	Chain        *bool   `hcl:"chain,optional"`
+	Sync         *string `hcl:"sync,optional"`
+	SyncInterval *string `hcl:"sync_interval,optional"`
 
 	Body hcl.Body `hcl:",body"`
 }
 
 func (r *rawAuditFilter) settings(b *builder) FilterSettings {
-	c := &AuditFilterConfig{Path: or(r.Path, "-"), Chain: or(r.Chain, false)}
+	c := &AuditFilterConfig{
+		Path:         or(r.Path, "-"),
+		Chain:        or(r.Chain, false),
+		Sync:         audit.SyncPolicy(b.enum(r.Body, "sync", r.Sync, string(audit.SyncInterval), string(audit.SyncRecord), string(audit.SyncInterval), string(audit.SyncNone))),
+		SyncInterval: b.duration(r.Body, "sync_interval", r.SyncInterval, audit.DefaultSyncInterval),
+	}
+	if r.SyncInterval != nil && c.Sync != audit.SyncInterval {
+		b.warnf(attrRange(r.Body, "sync_interval"), "sync_interval has no effect", "sync_interval only applies with sync = %q.", audit.SyncInterval)
+	}
 	switch {
 	case c.Path == "":
 		b.errorf(attrRange(r.Body, "path"), "Invalid path", "path must name a file, or be \"-\" for standard output.")

@@ -178,17 +178,21 @@ func displaySource(source, looked string) string {
 	return source
 }
 
-// cmdAudit is "popgate audit verify FILE".
+// cmdAudit is "popgate audit verify FILE": it prints every segment of the
+// chain and every break between them, and exits 0 when every break was
+// recorded by popgate (a chain_break record), 1 otherwise.
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 2 || args[0] != "verify" {
 		return usageError(stderr, "usage: popgate audit verify FILE")
 	}
-	n, err := verifyAudit(args[1])
+	rep, err := verifyAudit(args[1])
+	if rep != nil {
+		printAuditReport(stdout, rep, err == nil)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "popgate: audit verify %s: %v\n", args[1], err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "audit chain OK (%d records)\n", n)
 	return 0
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/popgate/popgate/filters/audit"
 )
 
 // runCLI runs cli with args and returns the exit status and both outputs.
@@ -218,20 +220,35 @@ func TestCLIAuditVerify(t *testing.T) {
 	var got string
 	old := verifyAudit
 	t.Cleanup(func() { verifyAudit = old })
-	verifyAudit = func(path string) (int, error) {
+	verifyAudit = func(path string) (*audit.Report, error) {
 		got = path
-		if path == "broken.jsonl" {
-			return 3, errors.New("record 4: hash mismatch")
+		switch path {
+		case "broken.jsonl":
+			return &audit.Report{Records: 3, Segments: []audit.Segment{{FirstLine: 1, LastLine: 3, Records: 3}}},
+				errors.New("record 4: hash mismatch")
+		case "breaks.jsonl":
+			return &audit.Report{Records: 9,
+				Segments: []audit.Segment{{FirstLine: 1, LastLine: 4, Records: 4}, {FirstLine: 6, LastLine: 10, Records: 5, StartsWithBreak: true}},
+				Breaks:   []audit.Break{{Line: 5, Offset: 1410, Bytes: 17, Lines: 1, Recorded: true, Reason: "torn tail"}},
+			}, nil
 		}
-		return 42, nil
+		return &audit.Report{Records: 42, Segments: []audit.Segment{{FirstLine: 1, LastLine: 42, Records: 42}}}, nil
 	}
 	code, stdout, _ := runCLI(t, "audit", "verify", "good.jsonl")
-	if code != 0 || stdout != "audit chain OK (42 records)\n" || got != "good.jsonl" {
+	if code != 0 || stdout != "segment 1: lines 1-42, 42 records\naudit chain OK (42 records)\n" || got != "good.jsonl" {
 		t.Errorf("audit verify good: %d %q (verified %q)", code, stdout, got)
 	}
 	code, stdout, stderr := runCLI(t, "audit", "verify", "broken.jsonl")
-	if code != 1 || stdout != "" || !strings.Contains(stderr, "audit verify broken.jsonl: record 4: hash mismatch") {
+	if code != 1 || strings.Contains(stdout, "OK") || !strings.Contains(stderr, "audit verify broken.jsonl: record 4: hash mismatch") {
 		t.Errorf("audit verify broken: %d %q %q", code, stdout, stderr)
+	}
+	code, stdout, _ = runCLI(t, "audit", "verify", "breaks.jsonl")
+	want := "segment 1: lines 1-4, 4 records\n" +
+		"break at line 5 (offset 1410): 1 lines, 17 octets skipped; recorded by popgate: torn tail\n" +
+		"segment 2: lines 6-10, 5 records, starting with popgate's chain_break record\n" +
+		"audit chain OK (9 records, 2 segments, 1 breaks all recorded by popgate)\n"
+	if code != 0 || stdout != want {
+		t.Errorf("audit verify with a recorded break: %d\n%s\nwant\n%s", code, stdout, want)
 	}
 	for _, args := range [][]string{{"audit"}, {"audit", "verify"}, {"audit", "check", "x"}, {"audit", "verify", "a", "b"}} {
 		if code, _, _ := runCLI(t, args...); code != 2 {

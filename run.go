@@ -9,10 +9,12 @@ import (
 	"os/signal"
 	"path"
 	"reflect"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/filters/apop"
@@ -33,8 +35,12 @@ type app struct {
 	cfg     *Config
 	srv     *proxy.Server
 	tls     *tlsconf.Manager
-	filters map[string]*filterInstance
+	filters map[string]*filterInstance // the running generation's
+	gen     *generation                // the running generation
+	refs    filterRefs
 	metrics *metrics
+	// auditErrors is popgate_audit_write_errors_total.
+	auditErrors *prometheus.CounterVec
 	// spool is the budget every filter's spooling shares, for the life
 	// of the process; its limits follow the running configuration's
 	// spool block.
@@ -46,7 +52,8 @@ type app struct {
 
 // filterInstance is a constructed filter and the configuration it was
 // built from; an unchanged block keeps its instance across reloads, so an
-// audit hash chain never forks.
+// audit hash chain never forks. app.refs closes it when no generation
+// holds it any more.
 type filterInstance struct {
 	conf   FilterConfig
 	filter filters.Filter
@@ -65,19 +72,24 @@ func runServer(cfg *Config, configPath string, logger hclog.Logger) error {
 		a.metrics = m
 		defer m.close()
 	}
-	pcfg, err := a.build(ctx, cfg)
+	a.auditErrors = newAuditWriteErrors(a.metrics)
+	gen, err := a.build(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	a.refs.hold(gen)
+	gen.setVerdictAudits()
 	a.cfg = cfg
 	a.metrics.setBackends(cfg)
 	a.srv = proxy.New(logger)
 	if a.metrics != nil {
 		a.metrics.setHealth(a.srv)
 	}
-	if err := a.srv.Start(pcfg); err != nil {
+	if err := a.srv.Start(gen.pcfg); err != nil {
+		a.refs.release(gen)
 		return err
 	}
+	a.commit(gen)
 	notifySystemd("READY=1")
 	logger.Info("popgate started", "version", buildVersion(), "listeners", len(cfg.Listeners))
 
@@ -100,7 +112,9 @@ func runServer(cfg *Config, configPath string, logger hclog.Logger) error {
 	if err := a.srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		logger.Warn("shutdown", "error", err)
 	}
-	a.closeFilters(nil)
+	// Every session has ended: replaced generations are retired, and
+	// the running one is released here.
+	a.refs.release(a.gen)
 	if a.tls != nil {
 		a.tls.Close()
 	}
@@ -128,17 +142,27 @@ func (a *app) reload(ctx context.Context) {
 		a.metrics.reloaded(false)
 		return
 	}
-	pcfg, err := a.build(ctx, cfg)
+	gen, err := a.build(ctx, cfg)
 	if err != nil {
 		a.logger.Error("reload refused; the old configuration keeps running", "error", err)
 		a.metrics.reloaded(false)
 		return
 	}
-	if err := a.srv.Reload(pcfg); err != nil {
+	// Hold the new generation's instances before the swap, so that the
+	// old generation, retired at once when it has no sessions, does not
+	// close the instances both share.
+	a.refs.hold(gen)
+	undo := gen.setVerdictAudits()
+	if err := a.srv.Reload(gen.pcfg); err != nil {
+		// Nothing changes: the instances only the new generation held
+		// were never used, and close now.
+		undo()
+		a.refs.release(gen)
 		a.logger.Error("reload refused; the old configuration keeps running", "error", err)
 		a.metrics.reloaded(false)
 		return
 	}
+	a.commit(gen)
 	a.cfg = cfg
 	a.spool.SetLimits(cfg.Spool.Memory, cfg.Spool.Disk)
 	a.metrics.setBackends(cfg)
@@ -177,9 +201,11 @@ func (a *app) reloadFiles(cfg *Config) error {
 	return errors.Join(errs...)
 }
 
-// build turns a validated Config into the proxy's Config, constructing
-// the TLS manager and filters it needs.
-func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
+// build turns a validated Config into a generation: the proxy's Config
+// and the filter instances it uses, constructing the TLS manager and the
+// filters it needs. It changes nothing that runs: the caller holds the
+// generation and commits it once the server has taken it.
+func (a *app) build(ctx context.Context, cfg *Config) (*generation, error) {
 	needTLS := false
 	for _, l := range cfg.Listeners {
 		needTLS = needTLS || l.TLS != TLSNone
@@ -198,7 +224,9 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	gen := &generation{insts: insts, filesErr: filesErr}
 	pcfg := &proxy.Config{
+		Retired:  func() { a.refs.release(gen) },
 		Backends: map[string]*proxy.Backend{},
 		Router:   newRouter(cfg),
 		Hooks:    a.metrics.hooks(),
@@ -209,6 +237,7 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 	for _, b := range cfg.Backends {
 		pb, err := proxyBackend(b)
 		if err != nil {
+			a.refs.discard(gen)
 			return nil, err
 		}
 		pcfg.Backends[b.Name] = pb
@@ -250,11 +279,13 @@ func (a *app) build(ctx context.Context, cfg *Config) (*proxy.Config, error) {
 		}
 		pcfg.Listeners = append(pcfg.Listeners, pl)
 	}
-	// Commit: keep the instances this configuration uses.
-	a.closeFilters(insts)
-	a.filters = insts
-	a.filesErr = filesErr
-	return pcfg, nil
+	gen.pcfg = pcfg
+	return gen, nil
+}
+
+// commit makes gen the running generation, once the server runs it.
+func (a *app) commit(gen *generation) {
+	a.gen, a.filters, a.filesErr = gen, gen.insts, gen.filesErr
 }
 
 // buildFilters returns an instance for every filter block, reusing the
@@ -268,16 +299,12 @@ func (a *app) buildFilters(cfg *Config) (map[string]*filterInstance, error) {
 		}
 		return nil, err
 	}
-	var auditFilters []*audit.Filter
 	for _, fc := range cfg.Filters {
 		if old, ok := a.filters[fc.Name]; ok && reflect.DeepEqual(old.conf, fc) {
 			insts[fc.Name] = old
-			if af, ok := old.filter.(*audit.Filter); ok {
-				auditFilters = append(auditFilters, af)
-			}
 			continue
 		}
-		f, err := a.newFilter(fc, &auditFilters)
+		f, err := a.newFilter(fc)
 		if err != nil {
 			return fail(fmt.Errorf("filter %q: %w", fc.Name, err))
 		}
@@ -285,24 +312,18 @@ func (a *app) buildFilters(cfg *Config) (map[string]*filterInstance, error) {
 		created = append(created, fi)
 		insts[fc.Name] = fi
 	}
-	// Scanner verdicts go to every audit trail and to the metrics.
-	for _, fi := range insts {
-		if cf, ok := fi.filter.(*verdictFanout); ok {
-			cf.set(auditFilters, a.metrics)
-		}
-	}
 	return insts, nil
 }
 
-func (a *app) newFilter(fc FilterConfig, audits *[]*audit.Filter) (filters.Filter, error) {
+func (a *app) newFilter(fc FilterConfig) (filters.Filter, error) {
 	log := a.logger.Named("filter." + fc.Name)
 	switch s := fc.Settings.(type) {
 	case *AuditFilterConfig:
-		f, err := audit.New(audit.Config{Path: s.Path, Chain: s.Chain}, log)
-		if err == nil {
-			*audits = append(*audits, f)
-		}
-		return f, err
+		lost := a.auditErrors.WithLabelValues(fc.Name)
+		return audit.New(audit.Config{
+			Path: s.Path, Chain: s.Chain, Sync: s.Sync, SyncInterval: s.SyncInterval,
+			OnWriteError: func(error) { lost.Inc() },
+		}, log)
 	case *APOPFilterConfig:
 		return apop.New(apop.Config{SecretsFile: s.SecretsFile, Host: s.TimestampHost}, log)
 	case *RewriteFilterConfig:
@@ -310,7 +331,7 @@ func (a *app) newFilter(fc FilterConfig, audits *[]*audit.Filter) (filters.Filte
 	case *PolicyFilterConfig:
 		return policy.New(policy.Config{Deny: s.Deny, MaxMessageSize: s.MaxMessageSize})
 	case *ClamAVFilterConfig:
-		fan := &verdictFanout{}
+		fan := &verdictFanout{metrics: a.metrics}
 		f, err := clamav.New(clamav.Config{
 			Address:     s.Network + "://" + s.Address,
 			OnInfected:  s.OnInfected,
@@ -336,17 +357,6 @@ func (a *app) newFilter(fc FilterConfig, audits *[]*audit.Filter) (filters.Filte
 	return nil, fmt.Errorf("unknown filter type %q", fc.Type)
 }
 
-// closeFilters closes running filters that keep is not using (nil closes
-// all).
-func (a *app) closeFilters(keep map[string]*filterInstance) {
-	for name, fi := range a.filters {
-		if k, ok := keep[name]; ok && k == fi {
-			continue
-		}
-		closeFilter(fi.filter)
-	}
-}
-
 func closeFilter(f filters.Filter) {
 	if c, ok := f.(interface{ Close() error }); ok {
 		c.Close()
@@ -354,14 +364,21 @@ func closeFilter(f filters.Filter) {
 }
 
 // verdictFanout is the clamav filter with its verdicts sent to the audit
-// trails and metrics of the same configuration.
+// trails of the running configuration (generation.setVerdictAudits) and
+// to the metrics.
 type verdictFanout struct {
 	*clamav.Filter
-	audits  []*audit.Filter
+	audits  atomic.Pointer[[]*audit.Filter]
 	metrics *metrics
 }
 
-func (v *verdictFanout) set(audits []*audit.Filter, m *metrics) { v.audits, v.metrics = audits, m }
+// set sends verdicts to audits from now on and returns the previous list.
+func (v *verdictFanout) set(audits []*audit.Filter) []*audit.Filter {
+	if prev := v.audits.Swap(&audits); prev != nil {
+		return *prev
+	}
+	return nil
+}
 
 func (v *verdictFanout) record(s *filters.Session, ev clamav.VerdictEvent) {
 	clean := ev.Err == nil && ev.Verdict.Clean
@@ -369,7 +386,11 @@ func (v *verdictFanout) record(s *filters.Session, ev clamav.VerdictEvent) {
 	if errors.Is(errv, clamav.ErrTooBig) {
 		errv = audit.Oversize(errv)
 	}
-	for _, af := range v.audits {
+	var audits []*audit.Filter
+	if p := v.audits.Load(); p != nil {
+		audits = *p
+	}
+	for _, af := range audits {
 		af.RecordVerdict(s, ev.Command, ev.Verdict.Virus, clean, errv, ev.Size, ev.Verdict.Duration)
 	}
 	v.metrics.verdict(ev)

@@ -23,8 +23,8 @@ type Server struct {
 	listeners map[string]*boundListener // by listener name
 	sessions  map[*session]struct{}
 	perCfg    map[*Config]int // open sessions per configuration, for Config.Retired
-	perIP     map[ipKey]int  // sessions per listener and client address
-	perLst    map[string]int // sessions per listener
+	perIP     map[ipKey]int   // sessions per listener and client address
+	perLst    map[string]int  // sessions per listener
 	closing   bool
 	sessWG    sync.WaitGroup
 	acceptWG  sync.WaitGroup

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/popgate/popgate/filters"
+)
+
+// closeCounter is a filter that counts its Close calls.
+type closeCounter struct{ closed int }
+
+func (c *closeCounter) Name() string                              { return "counter" }
+func (c *closeCounter) Wrap(next filters.Handler) filters.Handler { return next }
+func (c *closeCounter) Close() error                              { c.closed++; return nil }
+
+func inst(c *closeCounter) *filterInstance { return &filterInstance{filter: c} }
+
+// TestFilterRefsCloseWhenUnheld: an instance two generations share closes
+// only when both let go; a refused generation closes only what it alone
+// held; a discarded build closes only instances no generation holds.
+func TestFilterRefsCloseWhenUnheld(t *testing.T) {
+	shared, old, fresh, refused := &closeCounter{}, &closeCounter{}, &closeCounter{}, &closeCounter{}
+	iShared := inst(shared)
+	g1 := &generation{insts: map[string]*filterInstance{"a": iShared, "b": inst(old)}}
+	g2 := &generation{insts: map[string]*filterInstance{"a": iShared, "c": inst(fresh)}}
+	g3 := &generation{insts: map[string]*filterInstance{"a": iShared, "d": inst(refused)}}
+	var r filterRefs
+	r.hold(g1)
+	r.hold(g2) // a reload: g1's sessions still run
+	r.hold(g3) // a reload the server refuses
+	r.release(g3)
+	if refused.closed != 1 || shared.closed != 0 {
+		t.Fatalf("refused generation: its own instance closed %d times, the shared one %d", refused.closed, shared.closed)
+	}
+	r.release(g1) // g1's last session ended
+	if old.closed != 1 || shared.closed != 0 || fresh.closed != 0 {
+		t.Fatalf("after g1: old %d, shared %d, fresh %d closes", old.closed, shared.closed, fresh.closed)
+	}
+	built := &closeCounter{}
+	r.discard(&generation{insts: map[string]*filterInstance{"a": iShared, "e": inst(built)}})
+	if built.closed != 1 || shared.closed != 0 {
+		t.Fatalf("discard: built %d, shared %d closes", built.closed, shared.closed)
+	}
+	r.release(g2) // shutdown
+	if shared.closed != 1 || fresh.closed != 1 {
+		t.Fatalf("after shutdown: shared %d, fresh %d closes", shared.closed, fresh.closed)
+	}
+}
