@@ -34,6 +34,10 @@
 //   - scan, written by RecordVerdict: verb, msg, verdict ("clean",
 //     "infected", "error", "skipped-oversize"), virus, error, bytes,
 //     duration_us.
+//   - chain_break, written by the writer itself (session, client and
+//     listener empty): reason ("torn tail", "unverifiable tail", "torn
+//     write"), skipped_offset, skipped_bytes and skipped_sha256 of the
+//     octets before it that are no record.
 //
 // Unique-ids (RFC 1939 section 7) are learnt from the client's own UIDL
 // commands as their answers stream past, bounded per session. For RETR or
@@ -57,6 +61,23 @@
 // detects any change to a line (a single byte anywhere, including the last
 // line), but not whole records removed from the start or the end.
 //
+// Segments: when a file is opened whose end is no record (a partial last
+// line, or last lines that do not verify), or a write fails part-way, the
+// octets stay where they are, are ended with a newline, and a chain_break
+// record names their offset, length and SHA-256; its prev_hash is the hash
+// of the last record before them, and the chain goes on from it. Check
+// reports the runs of linked records (segments) and the breaks between
+// them; a break is recorded when a chain_break names exactly the octets
+// skipped. Any other break is an edit, a removal or damage not yet seen.
+//
+// Files: a writer owns one audit file and holds it under an exclusive
+// flock(2), so a second process on the same file fails at New (ErrLocked).
+// Filters of one process on the same path share its writer (and its chain,
+// and the strictest of their sync policies); the last Close closes it.
+// Sync policies: SyncInterval (default, fsync at most every SyncInterval,
+// outside the writer's lock), SyncRecord (fsync after every record),
+// SyncNone.
+//
 // Contracts:
 //   - The filter belongs first in the chain: it then sees each client
 //     command once, with Out equal to Command, and the Login that inner
@@ -67,8 +88,11 @@
 //     cannot know sooner how much was delivered.
 //   - Each record is written with a single write of one whole line, under
 //     a mutex, with no buffer kept between records: a crash loses at most
-//     the record being written. A failing write is logged once until
-//     writing works again and never stops mail access.
+//     the record being written (and, unless Sync is SyncRecord, what the
+//     kernel had not written back). A failing write is logged once until
+//     writing works again, counted for every record through
+//     Config.OnWriteError, and never stops mail access. A record written
+//     after Close is counted and logged at error level.
 //   - Per-session state lives in filters.Session values, is bounded
 //     (100,000 unique-ids of at most 70 octets, 4 MiB), safe for pipelined
 //     exchanges, and dropped at SessionEnded.
