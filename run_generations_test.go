@@ -1,7 +1,11 @@
 package main
 
 import (
+	"os"
 	"testing"
+
+	"github.com/hashicorp/go-hclog"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/popgate/popgate/filters"
 )
@@ -44,5 +48,29 @@ func TestFilterRefsCloseWhenUnheld(t *testing.T) {
 	r.release(g2) // shutdown
 	if shared.closed != 1 || fresh.closed != 1 {
 		t.Fatalf("after shutdown: shared %d, fresh %d closes", shared.closed, fresh.closed)
+	}
+}
+
+// TestAuditWriteErrorsCounted: a record the audit filter cannot write is
+// counted in popgate_audit_write_errors_total under the filter's name.
+func TestAuditWriteErrorsCounted(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full")
+	}
+	a := &app{logger: hclog.NewNullLogger(), auditErrors: newAuditWriteErrors(nil)}
+	f, err := a.newFilter(FilterConfig{Type: "audit", Name: "trail", Settings: &AuditFilterConfig{Path: "/dev/full", Chain: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFilter(f)
+	s := &filters.Session{ID: "s1"}
+	f.(filters.Observer).SessionStarted(s)
+	f.(filters.Observer).SessionEnded(s, filters.SessionEnd{})
+	var m dto.Metric
+	if err := a.auditErrors.WithLabelValues("trail").Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if n := m.GetCounter().GetValue(); n != 2 {
+		t.Errorf("popgate_audit_write_errors_total{filter=\"trail\"} = %v, want 2", n)
 	}
 }
