@@ -51,6 +51,13 @@ func (s *session) dispatchRelay(cmd parser.Command, local *parser.Response) *run
 				s.abort("backend-error")
 			}
 		}
+	} else if local != nil && !s.moreBuffered() && s.be.w.Buffered() > 0 {
+		// A local reply ends the burst: the commands before it must go
+		// out, or their answers never come.
+		if err := s.be.w.Flush(); err != nil {
+			s.log.Warn("backend write failed", "error", err)
+			s.abort("backend-error")
+		}
 	}
 	if s.relayQ == nil {
 		s.relayQ = make(chan *run, cap(s.window))
