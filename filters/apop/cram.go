@@ -9,11 +9,12 @@ import (
 	"github.com/popgate/popgate/parser"
 )
 
-// serveCRAM runs AUTH CRAM-MD5 (RFC 2195 with RFC 5034): it sends a fresh
-// challenge, reads "name SP hexdigest" back and verifies the digest
-// against the user's secret.
-func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filters.Handler) error {
-	begin(ex.Session, "", "cram-md5")
+// commandCRAM runs AUTH CRAM-MD5 (RFC 2195 with RFC 5034): it sends a
+// fresh challenge, reads "name SP hexdigest" back and verifies the digest
+// against the user's secret. The name is only in the client's response,
+// where the session cannot see it, so it goes in Exchange.User, whether
+// the digest is right or not.
+func (f *Filter) commandCRAM(ctx context.Context, ex *filters.Exchange) error {
 	if len(ex.Out.Args) > 1 {
 		// RFC 2195 defines no initial response: the server speaks first.
 		ex.Response = parser.Err("", "CRAM-MD5 takes no initial response")
@@ -38,7 +39,7 @@ func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filte
 		name, digest = string(raw[:i]), string(raw[i+1:])
 	}
 	if validUser(name) {
-		begin(ex.Session, name, "cram-md5")
+		ex.User = name
 	} else {
 		name = "" // never a key of the secrets: fails like an unknown user
 	}
@@ -49,7 +50,7 @@ func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filte
 		return nil
 	}
 	f.log(ex).Debug("apop: digest verified", "user", name, "mechanism", "cram-md5")
-	return translate(ctx, ex, next, name, secret, "cram-md5")
+	return translate(ctx, ex, name, secret)
 }
 
 // decodeSASL decodes a client's SASL response: base64, or "=" for an
