@@ -35,6 +35,12 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 		}
 		l.Password = ex.Out.Arg(0)
 		s.userPending = false
+		switch ex.Command.Verb {
+		case "APOP": // a filter verified the digest and made USER and PASS of it
+			l.Mechanism = "apop"
+		case "AUTH":
+			l.Mechanism = saslMechanism(ex.Command.Arg(0))
+		}
 		ex.Response = s.login(ctx)
 	case "QUIT":
 		ex.Response = parser.OK("popgate signing off")
@@ -257,7 +263,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 func (s *session) startTLS() bool {
 	s.userPending = false
 	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.stlsDone {
-		return s.localReply(parser.Err("", "STLS not available"))
+		return s.refuse(parser.Err("", "STLS not available"))
 	}
 	s.stlsDone = true
 	if err := s.writer().WriteResponse(parser.OK("begin TLS negotiation")); err != nil {

@@ -121,36 +121,3 @@ func isNumber(s string) bool {
 	}
 	return true
 }
-
-// handle dispatches one command; false ends the session.
-func (s *session) handle(cmd parser.Command) bool {
-	if reply := s.check(cmd); reply != nil {
-		return s.localReply(*reply)
-	}
-	if s.info.State() == filters.Authorization {
-		if cmd.Verb == "STLS" {
-			return s.startTLS()
-		}
-		s.dispatch(cmd, nil).wait()
-		return s.ctx.Err() == nil && !s.quitting.Load()
-	}
-	r := s.dispatch(cmd, nil)
-	if cmd.Verb == "QUIT" {
-		r.wait()
-		s.waitIdle()
-		return false
-	}
-	if s.info.State() != filters.Transaction {
-		r.wait()
-	}
-	return s.ctx.Err() == nil
-}
-
-// localReply answers in order with a fixed response.
-func (s *session) localReply(resp parser.Response) bool {
-	r := s.dispatch(parser.Command{Verb: "-"}, &resp)
-	if s.info.State() != filters.Transaction {
-		r.wait()
-	}
-	return s.ctx.Err() == nil
-}

@@ -81,11 +81,14 @@ func (s *session) chargeLogin() {
 
 // loginDelay settles the outcome of a login attempt with the throttle and
 // returns how long to hold back a failure answer.
-func (s *session) loginDelay(r *run) time.Duration {
-	cmd, resp := r.ex.Command, r.ex.Response
+func (s *session) loginDelay(x *exchange) time.Duration {
+	cmd, resp := x.ex.Command, x.ex.Response
+	if s.info.State() == filters.Transaction && !x.alone {
+		return 0 // a pipelined exchange: no login in flight
+	}
 	charge := s.charge
 	s.charge = nil
-	if r.local != nil || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
+	if x.refused || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
 		return 0
 	}
 	if s.info.State() == filters.Transaction {

@@ -81,7 +81,6 @@ func scriptBackend(t testing.TB, handle func(c net.Conn, r *bufio.Reader)) strin
 type loginObserver struct{ ended chan filters.Login }
 
 func (o *loginObserver) Name() string                              { return "review-observer" }
-func (o *loginObserver) Wrap(next filters.Handler) filters.Handler { return next }
 func (o *loginObserver) SessionStarted(*filters.Session)           {}
 func (o *loginObserver) SessionEnded(s *filters.Session, _ filters.SessionEnd) {
 	o.ended <- s.Login
