@@ -80,8 +80,8 @@ func scriptBackend(t testing.TB, handle func(c net.Conn, r *bufio.Reader)) strin
 // loginObserver is a filter that only observes session ends.
 type loginObserver struct{ ended chan filters.Login }
 
-func (o *loginObserver) Name() string                              { return "review-observer" }
-func (o *loginObserver) SessionStarted(*filters.Session)           {}
+func (o *loginObserver) Name() string                    { return "review-observer" }
+func (o *loginObserver) SessionStarted(*filters.Session) {}
 func (o *loginObserver) SessionEnded(s *filters.Session, _ filters.SessionEnd) {
 	o.ended <- s.Login
 }
