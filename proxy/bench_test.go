@@ -37,6 +37,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/popgate/popgate/filters"
 )
 
 // benchBackend is a POP3 server that answers from prepared bytes: any
@@ -122,10 +124,10 @@ func (bb *benchBackend) handle(c net.Conn) {
 
 // benchProxy starts a proxy in front of backend and returns the address
 // of its listener.
-func benchProxy(b *testing.B, backend string, connect ConnectMode, tlsConf *tls.Config) string {
+func benchProxy(b *testing.B, backend string, connect ConnectMode, tlsConf *tls.Config, fs ...filters.Filter) string {
 	b.Helper()
 	l := Listener{Name: "bench", Address: "127.0.0.1:0", Backend: "be", Connect: connect,
-		Limits: Limits{PreLoginTimeout: time.Hour}}
+		Limits: Limits{PreLoginTimeout: time.Hour}, Filters: fs}
 	if tlsConf != nil {
 		l.TLS, l.TLSConfig = TLSImplicit, tlsConf
 	}
@@ -190,11 +192,21 @@ func (bc *benchClient) body(b *testing.B) int {
 	}
 }
 
-// benchTargets runs fn against the backend directly and through popgate.
+// benchTargets runs fn against the backend directly, through popgate, and
+// through popgate with a filter that has both sides and does nothing (the
+// cost of the chain itself, and of decoding bodies for it).
 func benchTargets(b *testing.B, backend string, fn func(b *testing.B, addr string)) {
 	b.Run("direct", func(b *testing.B) { fn(b, backend) })
 	b.Run("popgate", func(b *testing.B) { fn(b, benchProxy(b, backend, ConnectOnAccept, nil)) })
+	b.Run("popgate-filter", func(b *testing.B) { fn(b, benchProxy(b, backend, ConnectOnAccept, nil, benchFilter{})) })
 }
+
+// benchFilter is a filter with both sides that changes nothing.
+type benchFilter struct{}
+
+func (benchFilter) Name() string                                      { return "bench" }
+func (benchFilter) Command(context.Context, *filters.Exchange) error  { return nil }
+func (benchFilter) Response(context.Context, *filters.Exchange) error { return nil }
 
 func BenchmarkProxyNoop(b *testing.B) {
 	bb := newBenchBackend(b)
