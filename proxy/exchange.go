@@ -144,6 +144,7 @@ func (s *session) complete(x *exchange) {
 		s.finishExchange(x, err)
 		return
 	}
+	refusal := err // answered as -ERR: the Finishers still learn why
 	if d := s.loginDelay(x); d > 0 {
 		if h := s.cfg.Hooks.Throttled; h != nil {
 			h(s.lst.Name, "auth-delay")
@@ -170,7 +171,7 @@ func (s *session) complete(x *exchange) {
 		return
 	}
 	s.after(x)
-	s.finishExchange(x, nil)
+	s.finishExchange(x, refusal)
 }
 
 // answerFailure turns what went wrong in an exchange into the answer the
