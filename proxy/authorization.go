@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"context"
-	"encoding/base64"
+
 	"errors"
 	"strings"
 
@@ -182,10 +182,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 		return ex.Prompt(ctx, parser.Continue(challenge))
 	}
 	decode := func(v string) ([]byte, error) {
-		if v == "=" {
-			return nil, nil
-		}
-		b, err := base64.StdEncoding.DecodeString(v)
+		b, err := parser.DecodeSASL(v)
 		if err != nil {
 			return nil, parser.NewError("", "malformed base64 in SASL response", err)
 		}
@@ -203,9 +200,6 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 		raw, err := decode(ir)
 		if err != nil {
 			return err
-		}
-		if raw == nil {
-			raw = []byte{} // "=": an empty response, not a missing one
 		}
 		var ident, user, pass string
 		srv := sasl.NewPlainServer(func(identity, username, password string) error {
@@ -226,7 +220,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 			user, err = decode(ir)
 		} else {
 			var v string
-			if v, err = next(base64.StdEncoding.EncodeToString([]byte("Username:"))); err != nil {
+			if v, err = next(parser.EncodeSASL([]byte("Username:"))); err != nil {
 				return err
 			}
 			user, err = decode(v)
@@ -234,7 +228,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 		if err != nil {
 			return err
 		}
-		v, err := next(base64.StdEncoding.EncodeToString([]byte("Password:")))
+		v, err := next(parser.EncodeSASL([]byte("Password:")))
 		if err != nil {
 			return err
 		}

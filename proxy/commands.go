@@ -72,7 +72,7 @@ func (s *session) check(cmd parser.Command) *parser.Response {
 	}
 	if rule.numeric {
 		for _, a := range cmd.Args {
-			if !isNumber(a) {
+			if _, ok := parser.Count(a); !ok {
 				return refusal("", "invalid message number")
 			}
 		}
@@ -106,18 +106,4 @@ func (s *session) needTLS() bool {
 func refusal(code, text string) *parser.Response {
 	r := parser.Err(code, text)
 	return &r
-}
-
-// isNumber accepts the message numbers and line counts of RFC 1939: up to
-// ten decimal digits.
-func isNumber(s string) bool {
-	if s == "" || len(s) > 10 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
 }

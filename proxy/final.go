@@ -148,24 +148,17 @@ func isBase64(s string) bool {
 	return true
 }
 
-// maxCapaBytes bounds a backend's CAPA list.
-const maxCapaBytes = 16 * 1024
-
 // filterCapa reads the backend's CAPA body and keeps what a client can
 // really use through popgate (RFC 2449 section 6).
 func (s *session) filterCapa(body io.Reader) (*bytes.Reader, error) {
-	raw, err := io.ReadAll(io.LimitReader(body, maxCapaBytes+1))
+	lines, err := parser.ReadCapa(body)
 	if err != nil {
 		return nil, fmt.Errorf("backend CAPA: %w", err)
 	}
-	if len(raw) > maxCapaBytes {
-		return nil, errors.New("backend CAPA list too long")
-	}
 	auth := s.info.State() == filters.Authorization
 	var out bytes.Buffer
-	for _, line := range strings.Split(string(raw), "\r\n") {
-		name, _, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(name) {
+	for _, line := range lines {
+		switch parser.CapaTag(line) {
 		case "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "LOGIN-DELAY":
 			out.WriteString(line + "\r\n")
 		case "USER", "SASL":
