@@ -52,7 +52,7 @@ func (f *Filter) Exclusive(ex *filters.Exchange) bool {
 // keep records that message arg (a RETR or TOP argument) of session s was
 // found infected.
 func (f *Filter) keep(s *filters.Session, arg string) {
-	msg, ok := parseMsg(arg)
+	msg, ok := parser.MessageNumber(arg)
 	if !ok || s == nil {
 		return
 	}
@@ -89,7 +89,7 @@ func (f *Filter) kept(s *filters.Session) *keptSet {
 // DELE is left alone. Exclusive made the session finish every earlier
 // exchange first, so the verdicts of this session are all in.
 func (f *Filter) dele(ex *filters.Exchange) {
-	msg, ok := parseMsg(ex.Out.Arg(0))
+	msg, ok := parser.MessageNumber(ex.Out.Arg(0))
 	if !ok || !f.isKept(ex.Session, msg) {
 		return
 	}
@@ -99,14 +99,4 @@ func (f *Filter) dele(ex *filters.Exchange) {
 		log = log.With("session", ex.Session.ID)
 	}
 	log.Info("DELE refused: the message was found infected and keep_replaced keeps it on the server", "msg", msg)
-}
-
-// parseMsg parses a message number (RFC 1939 section 5: a positive
-// decimal number).
-func parseMsg(arg string) (int, bool) {
-	n, err := strconv.Atoi(arg)
-	if err != nil || n < 1 || arg[0] == '+' {
-		return 0, false
-	}
-	return n, true
 }

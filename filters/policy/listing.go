@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/parser"
 )
 
 // maxCachedMsg is the largest message number the size cache holds: two
@@ -56,7 +57,7 @@ func (f *Filter) cache(s *filters.Session) *sizeCache {
 
 // lookup reports whether msg is known, and if so whether it is over the
 // limit.
-func (c *sizeCache) lookup(msg uint64) (over, known bool) {
+func (c *sizeCache) lookup(msg int) (over, known bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.over.has(msg), c.listed.has(msg)
@@ -79,7 +80,7 @@ func (c *sizeCache) fill(l listing) {
 }
 
 // add records the size of one message, as "LIST msg" gave it.
-func (c *sizeCache) add(msg uint64, over bool) {
+func (c *sizeCache) add(msg int, over bool) {
 	if msg > maxCachedMsg {
 		return
 	}
@@ -136,7 +137,7 @@ func readListing(body io.Reader, maxSize int64) (listing, error) {
 // parseListing parses the text of a "+OK" answer to "LIST msg", a scan
 // listing "msg size" (RFC 1939 section 5), and returns the size. Anything
 // after the size is ignored.
-func parseListing(text string, msg uint64) (int64, error) {
+func parseListing(text string, msg int) (int64, error) {
 	n, size, err := parseScan(text)
 	if err != nil {
 		return 0, err
@@ -149,12 +150,12 @@ func parseListing(text string, msg uint64) (int64, error) {
 
 // parseScan parses a scan listing "msg size", with anything after the
 // size ignored (RFC 1939 section 5).
-func parseScan(text string) (msg uint64, size int64, err error) {
+func parseScan(text string) (msg int, size int64, err error) {
 	fields := strings.Fields(text)
 	if len(fields) < 2 {
 		return 0, 0, fmt.Errorf("policy: malformed LIST answer %.80q", text)
 	}
-	msg, ok := parseNumber(fields[0], 10)
+	msg, ok := parser.MessageNumber(fields[0])
 	if !ok {
 		return 0, 0, fmt.Errorf("policy: bad message number in LIST answer %.80q", text)
 	}
@@ -165,18 +166,18 @@ func parseScan(text string) (msg uint64, size int64, err error) {
 	return msg, size, nil
 }
 
-// bitset is a set of small numbers.
+// bitset is a set of small non-negative numbers.
 type bitset []uint64
 
 // has reports whether i is in b.
-func (b bitset) has(i uint64) bool {
+func (b bitset) has(i int) bool {
 	w := i / 64
-	return w < uint64(len(b)) && b[w]&(1<<(i%64)) != 0
+	return i >= 0 && w < len(b) && b[w]&(1<<(i%64)) != 0
 }
 
-// set adds i to b.
-func (b *bitset) set(i uint64) {
-	w := int(i / 64)
+// set adds i to b; i must not be negative.
+func (b *bitset) set(i int) {
+	w := i / 64
 	if w >= len(*b) {
 		*b = append(*b, make(bitset, w+1-len(*b))...)
 	}

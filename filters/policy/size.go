@@ -100,7 +100,7 @@ func (f *Filter) checkSize(ctx context.Context, ex *filters.Exchange) error {
 // missing, from "LIST msg". It returns the -ERR answer of either LIST, or
 // +OK with the answer in over. verb names the command waiting for the
 // size, in errors.
-func (f *Filter) ask(ctx context.Context, b filters.Backend, c *sizeCache, msg uint64, verb string) (resp parser.Response, over bool, err error) {
+func (f *Filter) ask(ctx context.Context, b filters.Backend, c *sizeCache, msg int, verb string) (resp parser.Response, over bool, err error) {
 	if !c.isFull() {
 		var body io.Reader
 		resp, body, err = b.Call(ctx, parser.NewCommand("LIST"))
@@ -119,7 +119,7 @@ func (f *Filter) ask(ctx context.Context, b filters.Backend, c *sizeCache, msg u
 			return resp, over, nil
 		}
 	}
-	resp, _, err = b.Call(ctx, parser.NewCommand("LIST", strconv.FormatUint(msg, 10)))
+	resp, _, err = b.Call(ctx, parser.NewCommand("LIST", strconv.Itoa(msg)))
 	if err != nil {
 		return resp, false, fmt.Errorf("policy: LIST %d before %s: %w", msg, verb, err)
 	}
@@ -136,41 +136,20 @@ func (f *Filter) ask(ctx context.Context, b filters.Backend, c *sizeCache, msg u
 }
 
 // parseMsg returns the message number of a RETR or TOP: a RETR has
-// exactly one argument, a TOP exactly two (RFC 1939 section 7). The
-// message number has 1 to 10 decimal digits and is not zero; TOP's line
-// count has 1 to 10 decimal digits and may be zero.
-func parseMsg(cmd parser.Command) (uint64, bool) {
+// exactly one argument, a TOP exactly two (RFC 1939 section 7), a message
+// number (parser.MessageNumber) and a line count (parser.Count).
+func parseMsg(cmd parser.Command) (int, bool) {
 	want := 1
 	if cmd.Verb == "TOP" {
 		want = 2
-		if len(cmd.Args) == want && !isDigits(cmd.Args[1], 10) {
-			return 0, false
+		if len(cmd.Args) == want {
+			if _, ok := parser.Count(cmd.Args[1]); !ok {
+				return 0, false
+			}
 		}
 	}
 	if len(cmd.Args) != want {
 		return 0, false
 	}
-	return parseNumber(cmd.Args[0], 10)
-}
-
-// isDigits reports whether s is 1 to max decimal digits.
-func isDigits(s string, max int) bool {
-	if len(s) == 0 || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// parseNumber parses 1 to max decimal digits, and refuses zero.
-func parseNumber(s string, max int) (uint64, bool) {
-	if !isDigits(s, max) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil && n > 0
+	return parser.MessageNumber(cmd.Args[0])
 }

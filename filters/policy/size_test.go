@@ -358,10 +358,10 @@ func TestOuterRewritePassesThrough(t *testing.T) {
 
 func TestBitset(t *testing.T) {
 	var b bitset
-	for _, i := range []uint64{0, 1, 63, 64, 1000} {
+	for _, i := range []int{0, 1, 63, 64, 1000} {
 		b.set(i)
 	}
-	for i := uint64(0); i < 1100; i++ {
+	for i := 0; i < 1100; i++ {
 		want := i == 0 || i == 1 || i == 63 || i == 64 || i == 1000
 		if b.has(i) != want {
 			t.Errorf("has(%d) = %v", i, !want)
