@@ -1,94 +1,28 @@
-package main
+package config
 
 import (
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 
+	"github.com/popgate/popgate/filters/apop"
 	"github.com/popgate/popgate/filters/audit"
+	"github.com/popgate/popgate/filters/clamav"
+	"github.com/popgate/popgate/filters/policy"
+	"github.com/popgate/popgate/filters/rewrite"
+	"github.com/popgate/popgate/filters/spool"
 	"github.com/popgate/popgate/proxy"
 )
 
-// AuditFilterConfig is a filter "audit" block: an append-only JSON Lines
-// record of mailbox access.
-type AuditFilterConfig struct {
-	Path  string // file to append to; "-" is standard output
-	Chain bool   // chain records by hash so tampering is detectable
-	// Sync is when records are flushed to disk: audit.SyncInterval
-	// (default), audit.SyncRecord or audit.SyncNone.
-	Sync         audit.SyncPolicy
-	SyncInterval time.Duration // period of SyncInterval; default 1s
-}
-
-// APOPFilterConfig is a filter "apop" block: on after-auth listeners
-// popgate answers APOP and AUTH CRAM-MD5 itself from a secrets file and
-// logs in to the backend with USER and PASS.
-type APOPFilterConfig struct {
-	SecretsFile string // "user:password" lines; mode 0600 or stricter
-	// TimestampHost is the host part of the greeting's APOP timestamp and
-	// of CRAM-MD5 challenges (apop.Config.Host); "" means the machine's
-	// host name.
-	TimestampHost string
-}
-
-// RewriteFilterConfig is a filter "rewrite" block: it edits the login name
-// sent to the backend.
-type RewriteFilterConfig struct {
-	StripDomain bool   // drop "@domain" from the login name
-	AddDomain   string // append "@" + AddDomain when the name has no domain
-	Lowercase   bool   // lower-case the login name
-	MapFile     string // "login backend-login" lines (filters/rewrite); "" = none
-}
-
-// ClamAVFilterConfig is a filter "clamav" block: messages are scanned by
-// clamd (INSTREAM) before they reach the client.
-type ClamAVFilterConfig struct {
-	Network    string // "tcp" or "unix"
-	Address    string // host:port for tcp, socket path for unix
-	OnInfected string // "replace" (default) or "reject"
-	OnError    string // "reject" (default) or "pass"
-	// MaxSize is the largest message sent to clamd; larger ones are
-	// handled as a scan error (OnError).
-	MaxSize int64
-	Timeout time.Duration // one scan, including streaming
-	// SpoolDir is where messages spool while scanned: spool_dir, or the
-	// spool block's dir when unset; never "" once built. Its files count
-	// against the spool block's disk budget either way.
-	SpoolDir    string
-	SpoolMemory int64 // octets of one message kept in memory before spooling to disk
-	AddHeader   bool  // add an X-Virus-Scanned header to clean mail
-	// MaxConcurrentScans bounds this filter's scans at once, across all
-	// sessions; beyond it a scan waits up to ScanWait, then OnError.
-	MaxConcurrentScans int
-	ScanWait           time.Duration
-	// KeepReplaced refuses a DELE of a message found infected in the
-	// session, so the original stays on the server.
-	KeepReplaced bool
-}
-
-// PolicyFilterConfig is a filter "policy" block.
-type PolicyFilterConfig struct {
-	Deny []string // upper-cased command keywords answered with -ERR
-	// MaxMessageSize refuses RETR and TOP of messages larger than this, as
-	// LIST reports their size; 0 = no limit.
-	MaxMessageSize int64
-}
-
-func (*AuditFilterConfig) filterType() string   { return "audit" }
-func (*APOPFilterConfig) filterType() string    { return "apop" }
-func (*RewriteFilterConfig) filterType() string { return "rewrite" }
-func (*ClamAVFilterConfig) filterType() string  { return "clamav" }
-func (*PolicyFilterConfig) filterType() string  { return "policy" }
-
 // filterSchema is the HCL schema of one filter type: gohcl decodes the
-// filter block's body into it, and settings converts and checks it.
+// filter block's body into it, and settings converts and checks it into
+// a pointer to the filter package's Config (Filter.Settings).
 type filterSchema interface {
-	settings(b *builder) FilterSettings
+	settings(b *builder) any
 }
 
 // filterSchemas maps each filter type to a constructor of its schema.
@@ -110,14 +44,14 @@ func filterTypes() []string {
 	return ts
 }
 
-// filters converts the filter blocks. It returns one FilterConfig per
-// block, in file order; Settings is nil for a block that failed.
-func (b *builder) filters(raws []rawFilter) []FilterConfig {
+// filters converts the filter blocks. It returns one Filter per block, in
+// file order; Settings is nil for a block that failed.
+func (b *builder) filters(raws []rawFilter) []Filter {
 	seen := map[string]hcl.Range{}
 	auditPaths := map[string]hcl.Range{}
-	var out []FilterConfig
+	var out []Filter
 	for _, r := range raws {
-		f := FilterConfig{Type: r.Type, Name: or(r.Name, r.Type)}
+		f := Filter{Type: r.Type, Name: or(r.Name, r.Type)}
 		nameRng := r.LabelRange
 		if r.Name != nil {
 			nameRng = attrRange(r.Body, "name")
@@ -152,13 +86,13 @@ func (b *builder) filters(raws []rawFilter) []FilterConfig {
 // uniqueAuditPath refuses a second audit block on a path an earlier one
 // writes (standard output included): each would keep its own chain, and
 // the file would hold neither.
-func (b *builder) uniqueAuditPath(settings FilterSettings, body hcl.Body, seen map[string]hcl.Range) {
-	c, ok := settings.(*AuditFilterConfig)
+func (b *builder) uniqueAuditPath(settings any, body hcl.Body, seen map[string]hcl.Range) {
+	c, ok := settings.(*audit.Config)
 	if !ok {
 		return
 	}
 	key := c.Path
-	if key != "-" {
+	if key != audit.Stdout {
 		key = absPath(c.Path)
 	}
 	rng := attrRange(body, "path")
@@ -194,11 +128,11 @@ type rawAuditFilter struct {
 	Body hcl.Body `hcl:",body"`
 }
 
-func (r *rawAuditFilter) settings(b *builder) FilterSettings {
-	c := &AuditFilterConfig{
-		Path:         or(r.Path, "-"),
+func (r *rawAuditFilter) settings(b *builder) any {
+	c := &audit.Config{
+		Path:         or(r.Path, audit.DefaultPath),
 		Chain:        or(r.Chain, false),
-		Sync:         audit.SyncPolicy(b.enum(r.Body, "sync", r.Sync, string(audit.SyncInterval), string(audit.SyncRecord), string(audit.SyncInterval), string(audit.SyncNone))),
+		Sync:         enum(&b.checker, r.Body, "sync", r.Sync, audit.SyncInterval, audit.SyncRecord, audit.SyncInterval, audit.SyncNone),
 		SyncInterval: b.duration(r.Body, "sync_interval", r.SyncInterval, audit.DefaultSyncInterval),
 	}
 	if r.SyncInterval != nil && c.Sync != audit.SyncInterval {
@@ -206,8 +140,8 @@ func (r *rawAuditFilter) settings(b *builder) FilterSettings {
 	}
 	switch {
 	case c.Path == "":
-		b.errorf(attrRange(r.Body, "path"), "Invalid path", "path must name a file, or be \"-\" for standard output.")
-	case c.Path != "-":
+		b.errorf(attrRange(r.Body, "path"), "Invalid path", "path must name a file, or be %q for standard output.", audit.Stdout)
+	case c.Path != audit.Stdout:
 		b.dirExists(r.Body, "path", filepath.Dir(c.Path))
 	}
 	return c
@@ -221,14 +155,14 @@ type rawAPOPFilter struct {
 	Body hcl.Body `hcl:",body"`
 }
 
-func (r *rawAPOPFilter) settings(b *builder) FilterSettings {
+func (r *rawAPOPFilter) settings(b *builder) any {
 	if b.fileExists(r.Body, "secrets_file", r.SecretsFile) {
 		b.ownerOnly(r.Body, "secrets_file", r.SecretsFile)
 	}
 	if r.TimestampHost != "" && !validDNSName(r.TimestampHost) {
 		b.errorf(attrRange(r.Body, "timestamp_host"), "Invalid timestamp_host", "%q is not a host name.", r.TimestampHost)
 	}
-	return &APOPFilterConfig{SecretsFile: r.SecretsFile, TimestampHost: r.TimestampHost}
+	return &apop.Config{SecretsFile: r.SecretsFile, Host: r.TimestampHost}
 }
 
 // rawRewriteFilter is the schema of filter "rewrite".
@@ -241,8 +175,8 @@ type rawRewriteFilter struct {
 	Body hcl.Body `hcl:",body"`
 }
 
-func (r *rawRewriteFilter) settings(b *builder) FilterSettings {
-	c := &RewriteFilterConfig{
+func (r *rawRewriteFilter) settings(b *builder) any {
+	c := &rewrite.Config{
 		StripDomain: or(r.StripDomain, false),
 		AddDomain:   r.AddDomain,
 		Lowercase:   or(r.Lowercase, false),
@@ -281,22 +215,25 @@ type rawClamAVFilter struct {
 	Body hcl.Body `hcl:",body"`
 }
 
-func (r *rawClamAVFilter) settings(b *builder) FilterSettings {
+func (r *rawClamAVFilter) settings(b *builder) any {
 	body := r.Body
-	c := &ClamAVFilterConfig{
-		OnInfected:  b.enum(body, "on_infected", r.OnInfected, "replace", "replace", "reject"),
-		OnError:     b.enum(body, "on_error", r.OnError, "reject", "reject", "pass"),
-		MaxSize:     b.size(body, "max_size", r.MaxSize, defaultClamAVMaxSize),
-		Timeout:     b.duration(body, "timeout", r.Timeout, defaultClamAVTimeout),
+	c := &clamav.Config{
+		OnInfected: enum(&b.checker, body, "on_infected", r.OnInfected, clamav.OnInfectedReplace,
+			clamav.OnInfectedReplace, clamav.OnInfectedReject),
+		OnError: enum(&b.checker, body, "on_error", r.OnError, clamav.OnErrorReject,
+			clamav.OnErrorReject, clamav.OnErrorPass),
+		MaxSize:     b.size(body, "max_size", r.MaxSize, clamav.DefaultMaxSize),
+		Timeout:     b.duration(body, "timeout", r.Timeout, clamav.DefaultScanTimeout),
 		SpoolDir:    r.SpoolDir,
-		SpoolMemory: b.size(body, "spool_memory", r.SpoolMemory, defaultClamAVSpoolMemory),
+		SpoolMemory: b.size(body, "spool_memory", r.SpoolMemory, clamav.DefaultSpoolMemory),
 		AddHeader:   or(r.AddHeader, false),
 
-		MaxConcurrentScans: b.integer(body, "max_concurrent_scans", r.MaxConcurrentScans, defaultClamAVMaxScans, 1, 1<<16),
-		ScanWait:           b.duration(body, "scan_wait", r.ScanWait, defaultClamAVScanWait),
+		MaxConcurrentScans: b.integer(body, "max_concurrent_scans", r.MaxConcurrentScans, clamav.DefaultMaxConcurrentScans, 1, 1<<16),
+		ScanWait:           b.duration(body, "scan_wait", r.ScanWait, clamav.DefaultScanWait),
 		KeepReplaced:       or(r.KeepReplaced, false),
 	}
-	c.Network, c.Address = b.clamdAddress(body, or(r.Address, defaultClamAVAddress))
+	c.Address = or(r.Address, clamav.DefaultAddress)
+	b.clamdAddress(body, c.Address)
 	if c.SpoolDir != "" {
 		b.dirExists(body, "spool_dir", c.SpoolDir)
 	}
@@ -304,13 +241,13 @@ func (r *rawClamAVFilter) settings(b *builder) FilterSettings {
 }
 
 // spool converts the spool block.
-func (b *builder) spool(r *rawSpool) SpoolConfig {
-	c := SpoolConfig{Memory: defaultSpoolMemory, Disk: defaultSpoolDisk, Dir: os.TempDir()}
+func (b *builder) spool(r *rawSpool) Spool {
+	c := Spool{Memory: spool.DefaultMemory, Disk: spool.DefaultDisk, Dir: os.TempDir()}
 	if r == nil {
 		return c
 	}
-	c.Memory = b.size(r.Body, "memory", r.Memory, defaultSpoolMemory)
-	c.Disk = b.size(r.Body, "disk", r.Disk, defaultSpoolDisk)
+	c.Memory = b.size(r.Body, "memory", r.Memory, spool.DefaultMemory)
+	c.Disk = b.size(r.Body, "disk", r.Disk, spool.DefaultDisk)
 	if r.Dir != "" {
 		c.Dir = r.Dir
 		b.dirExists(r.Body, "dir", c.Dir)
@@ -322,25 +259,23 @@ func (b *builder) spool(r *rawSpool) SpoolConfig {
 // spool block's dir.
 func (b *builder) filterSpoolDirs(cfg *Config) {
 	for _, f := range cfg.Filters {
-		if c, ok := f.Settings.(*ClamAVFilterConfig); ok && c.SpoolDir == "" {
+		if c, ok := f.Settings.(*clamav.Config); ok && c.SpoolDir == "" {
 			c.SpoolDir = cfg.Spool.Dir
 		}
 	}
 }
 
-// clamdAddress splits a clamd address, tcp://HOST:PORT or unix://PATH,
-// into a network and an address for net.Dial.
-func (b *builder) clamdAddress(body hcl.Body, s string) (network, addr string) {
+// clamdAddress checks a clamd address: tcp://HOST:PORT or unix://PATH.
+func (b *builder) clamdAddress(body hcl.Body, s string) {
 	if rest, ok := strings.CutPrefix(s, "tcp://"); ok {
 		b.address(body, "address", rest, false, false)
-		return "tcp", rest
+		return
 	}
 	if rest, ok := strings.CutPrefix(s, "unix://"); ok && rest != "" {
-		return "unix", rest
+		return
 	}
 	b.errorf(attrRange(body, "address"), "Invalid address",
 		"%q is not a clamd address: use tcp://HOST:PORT or unix:///PATH/TO/SOCKET.", s)
-	return "", ""
 }
 
 // rawPolicyFilter is the schema of filter "policy".
@@ -359,8 +294,8 @@ var knownCommands = map[string]bool{
 	"QUIT": true, "TOP": true, "UIDL": true, "UTF8": true, "LANG": true, "XCLIENT": true,
 }
 
-func (r *rawPolicyFilter) settings(b *builder) FilterSettings {
-	c := &PolicyFilterConfig{}
+func (r *rawPolicyFilter) settings(b *builder) any {
+	c := &policy.Config{}
 	for i, d := range r.Deny {
 		rng := elemRange(r.Body, "deny", i)
 		cmd := strings.ToUpper(d)

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"crypto/tls"
@@ -14,7 +14,13 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/popgate/popgate/filters/apop"
 	"github.com/popgate/popgate/filters/audit"
+	"github.com/popgate/popgate/filters/clamav"
+	"github.com/popgate/popgate/filters/policy"
+	"github.com/popgate/popgate/filters/rewrite"
+	"github.com/popgate/popgate/proxy"
+	"github.com/popgate/popgate/tlsconf"
 )
 
 // base is the smallest valid configuration: six lines, so text appended
@@ -32,7 +38,15 @@ backend "local" {
 func parseTest(t *testing.T, src, dir string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 	t.Helper()
 	src = strings.ReplaceAll(src, "{{dir}}", filepath.ToSlash(dir))
-	return parseConfig([]byte(src), "test.hcl")
+	return Parse([]byte(src), "test.hcl")
+}
+
+// chdirRoot runs the rest of the test in the repository's root, where the
+// example config.hcl, testdata/config and docs/CONFIG.md are, and where
+// the paths in testdata/config/full.hcl are relative to.
+func chdirRoot(t *testing.T) {
+	t.Helper()
+	t.Chdir("..")
 }
 
 // testFiles makes a directory with the files the table tests refer to.
@@ -94,7 +108,8 @@ func diagText(diags hcl.Diagnostics) string {
 
 func TestExampleConfigValidates(t *testing.T) {
 	t.Setenv("STATE_DIRECTORY", "")
-	cfg, _, diags := loadConfig("config.hcl")
+	chdirRoot(t)
+	cfg, _, diags := Load("config.hcl")
 	if len(diags) != 0 {
 		t.Fatalf("config.hcl: want no diagnostics, got:%s", diagText(diags))
 	}
@@ -102,19 +117,19 @@ func TestExampleConfigValidates(t *testing.T) {
 		t.Fatalf("config.hcl: got %d listeners and %d backends, want 2 and 1", len(cfg.Listeners), len(cfg.Backends))
 	}
 	pop3, pop3s := cfg.Listeners[0], cfg.Listeners[1]
-	if pop3.Address != "127.0.0.1:1110" || pop3.TLS != TLSStartTLS || pop3.RequireTLS || pop3.Connect != ConnectOnAccept {
+	if pop3.Address != "127.0.0.1:1110" || pop3.TLS != proxy.TLSStartTLS || pop3.RequireTLS || pop3.Connect != proxy.ConnectOnAccept {
 		t.Errorf("config.hcl listener pop3 = %+v; want 127.0.0.1:1110, starttls, TLS not required, on-accept", pop3)
 	}
-	if pop3s.Address != "127.0.0.1:1995" || pop3s.TLS != TLSImplicit || !pop3s.RequireTLS {
+	if pop3s.Address != "127.0.0.1:1995" || pop3s.TLS != proxy.TLSImplicit || !pop3s.RequireTLS {
 		t.Errorf("config.hcl listener pop3s = %+v; want 127.0.0.1:1995, implicit", pop3s)
 	}
-	if be := cfg.Backends[0]; be.Address != "127.0.0.1:110" || be.TLS != TLSNone {
+	if be := cfg.Backends[0]; be.Address != "127.0.0.1:110" || be.TLS != proxy.TLSNone {
 		t.Errorf("config.hcl backend = %+v; want 127.0.0.1:110 without TLS", be)
 	}
 	if want := absPath("popgate-state"); cfg.StateDir != want {
 		t.Errorf("config.hcl state_dir = %q, want %q", cfg.StateDir, want)
 	}
-	if len(cfg.Filters) != 0 || cfg.Metrics != nil || cfg.TLS.ACME != nil || len(cfg.TLS.Certificates) != 0 {
+	if len(cfg.Filters) != 0 || cfg.MetricsAddress != "" || cfg.TLS.ACME != nil || len(cfg.TLS.Certificates) != 0 {
 		t.Errorf("config.hcl: optional blocks should be commented out: %+v", cfg)
 	}
 }
@@ -129,88 +144,106 @@ func fixTestdataModes(t *testing.T) {
 }
 
 func TestFullConfig(t *testing.T) {
+	chdirRoot(t)
 	fixTestdataModes(t)
-	cfg, _, diags := loadConfig("testdata/config/full.hcl")
+	cfg, _, diags := Load("testdata/config/full.hcl")
 	if len(diags) != 0 {
 		t.Fatalf("full.hcl: want no diagnostics, got:%s", diagText(diags))
 	}
-	top := LimitsConfig{
+	top := proxy.Limits{
 		MaxSessions: 5000, MaxSessionsPerIP: 20, MaxLine: 1024, MaxErrors: 4, MaxAuthTries: 2,
-		PreloginTimeout: 30 * time.Second, IdleTimeout: 15 * time.Minute, WriteTimeout: 45 * time.Second,
+		PreLoginTimeout: 30 * time.Second, IdleTimeout: 15 * time.Minute, WriteTimeout: 45 * time.Second,
 		BackendTimeout: 90 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 64, IPv6Prefix: 64,
 	}
+	state := absPath("testdata/config/state")
 	want := &Config{
-		StateDir:        absPath("testdata/config/state"),
+		StateDir:        state,
 		ShutdownTimeout: 45 * time.Second,
-		Log:             LogConfig{Level: hclog.Debug, JSON: true},
+		Log:             Log{Level: hclog.Debug, JSON: true},
 		Limits:          top,
-		Listeners: []ListenerConfig{{
-			Name: "pop3", Address: "127.0.0.1:1110", TLS: TLSStartTLS, RequireTLS: true,
-			Connect: ConnectAfterAuth, Backend: "local", ProxyProtocol: true,
-			TrustedProxies: []netip.Prefix{
-				netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("10.0.0.0/8"),
+		Listeners: []Listener{{
+			Listener: proxy.Listener{
+				Name: "pop3", Address: "127.0.0.1:1110", TLS: proxy.TLSStartTLS, RequireTLS: true,
+				Connect: proxy.ConnectAfterAuth, Backend: "local", ProxyProtocol: true,
+				TrustedProxies: []netip.Prefix{
+					netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("::1/128"), netip.MustParsePrefix("10.0.0.0/8"),
+				},
+				Limits: proxy.Limits{
+					MaxSessions: 100, MaxSessionsPerIP: 0, MaxLine: 8192, MaxErrors: 10, MaxAuthTries: 5,
+					PreLoginTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Minute, WriteTimeout: 2 * time.Minute,
+					BackendTimeout: 2 * time.Minute, HandshakeTimeout: 15 * time.Second, PipelineDepth: 1, IPv6Prefix: 64,
+				},
 			},
-			Filters:       []string{"audit", "apop", "rewrite", "clamav", "policy"},
-			ServerNames:   []string{"pop.example.com", "127.0.0.1"},
+			FilterNames:   []string{"audit", "apop", "rewrite", "clamav", "policy"},
 			TLSMinVersion: tls.VersionTLS13,
-			Limits: LimitsConfig{
-				MaxSessions: 100, MaxSessionsPerIP: 0, MaxLine: 8192, MaxErrors: 10, MaxAuthTries: 5,
-				PreloginTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Minute, WriteTimeout: 2 * time.Minute,
-				BackendTimeout: 2 * time.Minute, HandshakeTimeout: 15 * time.Second, PipelineDepth: 1, IPv6Prefix: 64,
+		}, {
+			Listener: proxy.Listener{
+				Name: "pop3s", Address: "[::1]:1995", TLS: proxy.TLSImplicit, RequireTLS: true,
+				Connect: proxy.ConnectAfterAuth, Backend: "dovecot",
+				Limits: top,
 			},
-		}, {
-			Name: "pop3s", Address: "[::1]:1995", TLS: TLSImplicit, RequireTLS: true,
-			Connect: ConnectAfterAuth, Backend: "dovecot",
-			Filters:       []string{"audit", "apop", "rewrite", "clamav", "policy", "no-dele"},
-			TLSMinVersion: tls.VersionTLS12,
-			Limits:        top,
+			FilterNames: []string{"audit", "apop", "rewrite", "clamav", "policy", "no-dele"},
 		}},
-		Backends: []BackendConfig{{
-			Name: "local", Address: "127.0.0.1:110", TLS: TLSNone, ServerName: "127.0.0.1",
-			Login: LoginUser, ForwardClient: ForwardXCLIENT,
-			ConnectTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		Backends: []Backend{{
+			Backend: proxy.Backend{
+				Name: "local", Address: "127.0.0.1:110", TLS: proxy.TLSNone,
+				Login: proxy.LoginUser, Forward: proxy.ForwardXCLIENT,
+				ConnectTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+			},
+			ServerName: "127.0.0.1",
 		}, {
-			Name: "dovecot", Address: "localhost:995", TLS: TLSImplicit, CAFile: "testdata/config/ca.pem",
-			ServerName: "mail.internal.example.com", Login: LoginSASLPlain, ForwardClient: ForwardProxyV2,
-			ConnectTimeout: 3 * time.Second, ReadTimeout: 2 * time.Minute,
-			MasterUser: "popgate", MasterPassword: "not-a-real-password",
+			Backend: proxy.Backend{
+				Name: "dovecot", Address: "localhost:995", TLS: proxy.TLSImplicit,
+				Login: proxy.LoginSASLPlain, Forward: proxy.ForwardProxyV2,
+				ConnectTimeout: 3 * time.Second, ReadTimeout: 2 * time.Minute,
+				MasterUser: "popgate", MasterPassword: "not-a-real-password",
+			},
+			CAFile: "testdata/config/ca.pem", ServerName: "mail.internal.example.com",
 		}, {
-			Name: "legacy", Address: "192.0.2.10:110", TLS: TLSStartTLS, ServerName: "legacy.example.com",
-			Login: LoginAPOP, ForwardClient: ForwardProxyV1, ConnectTimeout: 10 * time.Second,
+			Backend: proxy.Backend{
+				Name: "legacy", Address: "192.0.2.10:110", TLS: proxy.TLSStartTLS,
+				Login: proxy.LoginAPOP, Forward: proxy.ForwardProxyV1, ConnectTimeout: 10 * time.Second,
+			},
+			ServerName: "legacy.example.com",
 		}},
-		Routes: []RouteConfig{
-			{User: "*@legacy.example.com", Backend: "legacy"},
-			{User: "[a-m]*", Backend: "local"},
+		Routes: Routes{
+			MapFile: "testdata/config/routes",
+			Users: map[string]string{
+				"alice@example.com": "local", "bob@legacy.example.com": "legacy", "carol": "dovecot",
+			},
+			Rules: []Route{
+				{User: "*@legacy.example.com", Backend: "legacy"},
+				{User: "[a-m]*", Backend: "local"},
+			},
 		},
-		RouteMap: &RouteMapConfig{File: "testdata/config/routes", Users: map[string]string{
-			"alice@example.com": "local", "bob@legacy.example.com": "legacy", "carol": "dovecot",
-		}},
-		TLS: TLSConfig{
-			Certificates: []CertificateConfig{
+		TLS: tlsconf.Options{
+			StateDir: state,
+			Certificates: []tlsconf.Certificate{
 				{CertFile: "testdata/config/cert.pem", KeyFile: "testdata/config/key.pem"},
 				{CertFile: "testdata/config/cert.pem", KeyFile: "testdata/config/key.pem"},
 			},
-			ACME: &ACMEConfig{
+			ACME: &tlsconf.ACME{
 				Domains: []string{"pop.example.com", "pop3.example.com"}, Email: "postmaster@example.com",
 				Directory: "https://127.0.0.1:14000/dir", CAFile: "testdata/config/ca.pem",
 				Storage: absPath("testdata/config/state/acme"), HTTPPort: 5002, TLSALPNPort: 5001,
 				ListenHost: "127.0.0.1", Profile: "default",
 			},
+			SelfSignedNames: []string{"pop.example.com", "127.0.0.1", "localhost", "127.0.0.1", "::1"},
 		},
-		Filters: []FilterConfig{
-			{Type: "audit", Name: "audit", Settings: &AuditFilterConfig{Path: "testdata/config/audit.jsonl", Chain: true, Sync: audit.SyncInterval, SyncInterval: time.Second}},
-			{Type: "apop", Name: "apop", Settings: &APOPFilterConfig{SecretsFile: "testdata/config/apop.secrets", TimestampHost: "pop.example.com"}},
-			{Type: "rewrite", Name: "rewrite", Settings: &RewriteFilterConfig{
+		Filters: []Filter{
+			{Type: "audit", Name: "audit", Settings: &audit.Config{Path: "testdata/config/audit.jsonl", Chain: true, Sync: audit.SyncInterval, SyncInterval: time.Second}},
+			{Type: "apop", Name: "apop", Settings: &apop.Config{SecretsFile: "testdata/config/apop.secrets", Host: "pop.example.com"}},
+			{Type: "rewrite", Name: "rewrite", Settings: &rewrite.Config{
 				StripDomain: true, AddDomain: "example.com", Lowercase: true, MapFile: "testdata/config/rewrite.map"}},
-			{Type: "clamav", Name: "clamav", Settings: &ClamAVFilterConfig{
-				Network: "unix", Address: "/run/clamav/clamd.ctl", OnInfected: "reject", OnError: "pass",
+			{Type: "clamav", Name: "clamav", Settings: &clamav.Config{
+				Address: "unix:///run/clamav/clamd.ctl", OnInfected: "reject", OnError: "pass",
 				MaxSize: 50 << 20, Timeout: 2 * time.Minute, SpoolDir: "testdata/config", SpoolMemory: 512 << 10, AddHeader: true,
 				MaxConcurrentScans: 4, ScanWait: 30 * time.Second, KeepReplaced: true}},
-			{Type: "policy", Name: "policy", Settings: &PolicyFilterConfig{Deny: []string{"DELE", "TOP"}, MaxMessageSize: 100_000_000}},
-			{Type: "policy", Name: "no-dele", Settings: &PolicyFilterConfig{Deny: []string{"DELE"}}},
+			{Type: "policy", Name: "policy", Settings: &policy.Config{Deny: []string{"DELE", "TOP"}, MaxMessageSize: 100_000_000}},
+			{Type: "policy", Name: "no-dele", Settings: &policy.Config{Deny: []string{"DELE"}}},
 		},
-		Metrics: &MetricsConfig{Address: "127.0.0.1:9110"},
-		Spool:   SpoolConfig{Memory: 64 << 20, Disk: 1 << 30, Dir: "testdata"},
+		MetricsAddress: "127.0.0.1:9110",
+		Spool:          Spool{Memory: 64 << 20, Disk: 1 << 30, Dir: "testdata"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("full.hcl decoded to\n%s\nwant\n%s", dump(cfg), dump(want))
@@ -236,9 +269,6 @@ func dump(c *Config) string {
 	for _, f := range c.Filters {
 		fmt.Fprintf(&b, "  filter %s: %+v\n", f.Name, f.Settings)
 	}
-	if c.RouteMap != nil {
-		fmt.Fprintf(&b, "  route map: %+v\n", *c.RouteMap)
-	}
 	if c.TLS.ACME != nil {
 		fmt.Fprintf(&b, "  acme: %+v\n", *c.TLS.ACME)
 	}
@@ -247,38 +277,52 @@ func dump(c *Config) string {
 
 func TestBuiltinConfig(t *testing.T) {
 	t.Setenv("STATE_DIRECTORY", "")
-	cfg, _, diags := builtinConfig()
+	cfg, _, diags := Builtin()
 	if len(diags) != 0 {
 		t.Fatalf("built-in configuration: %s", diagText(diags))
 	}
+	state := absPath("popgate-state")
 	want := &Config{
-		StateDir:        absPath("popgate-state"),
+		StateDir:        state,
 		ShutdownTimeout: 30 * time.Second,
-		Log:             LogConfig{Level: hclog.Info},
-		Limits:          defaultLimits,
-		Listeners: []ListenerConfig{{
-			Name: "pop3", Address: "127.0.0.1:1110", TLS: TLSNone, Connect: ConnectOnAccept,
-			Backend: "local", TLSMinVersion: tls.VersionTLS12, Limits: defaultLimits,
+		Log:             Log{Level: hclog.Info},
+		Limits:          proxy.DefaultLimits,
+		Listeners: []Listener{{Listener: proxy.Listener{
+			Name: "pop3", Address: "127.0.0.1:1110", TLS: proxy.TLSNone, Connect: proxy.ConnectOnAccept,
+			Backend: "local", Limits: proxy.DefaultLimits,
+		}}},
+		Backends: []Backend{{
+			Backend: proxy.Backend{
+				Name: "local", Address: "127.0.0.1:110", TLS: proxy.TLSNone,
+				Login: proxy.LoginUser, Forward: proxy.ForwardNone, ConnectTimeout: 10 * time.Second,
+			},
+			ServerName: "127.0.0.1",
 		}},
-		Backends: []BackendConfig{{
-			Name: "local", Address: "127.0.0.1:110", TLS: TLSNone, ServerName: "127.0.0.1",
-			Login: LoginUser, ForwardClient: ForwardNone, ConnectTimeout: 10 * time.Second,
-		}},
-		Spool: SpoolConfig{Memory: 256 << 20, Disk: 4 << 30, Dir: os.TempDir()},
+		TLS:   tlsconf.Options{StateDir: state},
+		Spool: Spool{Memory: 256 << 20, Disk: 4 << 30, Dir: os.TempDir()},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("built-in configuration is\n%s\nwant\n%s", dump(cfg), dump(want))
 	}
 }
 
+// TestDefaultLimitValues: the limits of a file that sets none are the
+// documented ones, proxy.DefaultLimits.
 func TestDefaultLimitValues(t *testing.T) {
-	want := LimitsConfig{
+	want := proxy.Limits{
 		MaxSessions: 10000, MaxSessionsPerIP: 50, MaxLine: 255, MaxErrors: 5, MaxAuthTries: 3,
-		PreloginTimeout: 60 * time.Second, IdleTimeout: 10 * time.Minute, WriteTimeout: 60 * time.Second,
+		PreLoginTimeout: 60 * time.Second, IdleTimeout: 10 * time.Minute, WriteTimeout: 60 * time.Second,
 		BackendTimeout: 60 * time.Second, HandshakeTimeout: 15 * time.Second, PipelineDepth: 128, IPv6Prefix: 64,
 	}
-	if defaultLimits != want {
-		t.Errorf("defaultLimits = %+v, want the documented %+v", defaultLimits, want)
+	if proxy.DefaultLimits != want {
+		t.Errorf("proxy.DefaultLimits = %+v, want the documented %+v", proxy.DefaultLimits, want)
+	}
+	cfg, _, diags := parseTest(t, base, "")
+	if diags.HasErrors() {
+		t.Fatal(diagText(diags))
+	}
+	if cfg.Limits != want || cfg.Listeners[0].Limits != want {
+		t.Errorf("a file without limits has limits %+v and %+v, want %+v", cfg.Limits, cfg.Listeners[0].Limits, want)
 	}
 }
 
@@ -311,15 +355,15 @@ filter "policy" {}
 	if len(diags) != 1 || findDiag(diags, hcl.DiagWarning, "APOP filter inactive") == nil {
 		t.Fatalf("want only the warning that apop does nothing on an on-accept listener, got:%s", diagText(diags))
 	}
-	want := []FilterConfig{
-		{Type: "audit", Name: "audit", Settings: &AuditFilterConfig{Path: "-", Sync: audit.SyncInterval, SyncInterval: time.Second}},
-		{Type: "apop", Name: "apop", Settings: &APOPFilterConfig{SecretsFile: dir + "/exists"}},
-		{Type: "rewrite", Name: "rewrite", Settings: &RewriteFilterConfig{Lowercase: true}},
-		{Type: "clamav", Name: "clamav", Settings: &ClamAVFilterConfig{
-			Network: "tcp", Address: "127.0.0.1:3310", OnInfected: "replace", OnError: "reject",
+	want := []Filter{
+		{Type: "audit", Name: "audit", Settings: &audit.Config{Path: "-", Sync: audit.SyncInterval, SyncInterval: time.Second}},
+		{Type: "apop", Name: "apop", Settings: &apop.Config{SecretsFile: dir + "/exists"}},
+		{Type: "rewrite", Name: "rewrite", Settings: &rewrite.Config{Lowercase: true}},
+		{Type: "clamav", Name: "clamav", Settings: &clamav.Config{
+			Address: "tcp://127.0.0.1:3310", OnInfected: "replace", OnError: "reject",
 			MaxSize: 25 << 20, Timeout: 60 * time.Second, SpoolDir: os.TempDir(), SpoolMemory: 1 << 20,
 			MaxConcurrentScans: 10, ScanWait: 10 * time.Second}},
-		{Type: "policy", Name: "policy", Settings: &PolicyFilterConfig{}},
+		{Type: "policy", Name: "policy", Settings: &policy.Config{}},
 	}
 	if !reflect.DeepEqual(cfg.Filters, want) {
 		for i := range cfg.Filters {
@@ -327,8 +371,8 @@ filter "policy" {}
 		}
 		t.Fatal("filter defaults differ")
 	}
-	if l := cfg.Listeners[0]; !reflect.DeepEqual(l.Filters, []string{"audit", "apop", "rewrite", "clamav", "policy"}) {
-		t.Errorf("listener without filters attribute applies %q, want every filter in file order", l.Filters)
+	if l := cfg.Listeners[0]; !reflect.DeepEqual(l.FilterNames, []string{"audit", "apop", "rewrite", "clamav", "policy"}) {
+		t.Errorf("listener without filters attribute applies %q, want every filter in file order", l.FilterNames)
 	}
 }
 
@@ -376,13 +420,13 @@ backend "two" {
 		t.Fatalf("want no diagnostics, got:%s", diagText(diags))
 	}
 	a, b, c := cfg.Listeners[0], cfg.Listeners[1], cfg.Listeners[2]
-	if !a.RequireTLS || a.Connect != ConnectOnAccept || len(a.Filters) != 0 {
+	if !a.RequireTLS || a.Connect != proxy.ConnectOnAccept || len(a.FilterNames) != 0 {
 		t.Errorf("listener a = %+v; want require_tls true for starttls, on-accept, explicitly no filters", a)
 	}
 	if !b.RequireTLS {
 		t.Error("listener b: implicit TLS always requires TLS")
 	}
-	wantC := defaultLimits
+	wantC := proxy.DefaultLimits
 	wantC.MaxErrors = 9
 	wantC.MaxLine = 512
 	if c.Limits != wantC {

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"strings"
@@ -49,6 +49,9 @@ var errorCases = []validationCase{
 	{name: "idle_timeout", src: "limits {\n  idle_timeout = \"0s\"\n}\n", summary: "Invalid idle_timeout", at: "test.hcl:8:18"},
 	{name: "write_timeout", src: "limits {\n  write_timeout = \"1x\"\n}\n", summary: "Invalid write_timeout", at: "test.hcl:8:19"},
 	{name: "backend_timeout", src: "limits {\n  backend_timeout = \"-1m\"\n}\n", summary: "Invalid backend_timeout", at: "test.hcl:8:21"},
+	{name: "throttle_ipv6_prefix short", src: "limits {\n  throttle_ipv6_prefix = 16\n}\n", summary: "Invalid throttle_ipv6_prefix", at: "test.hcl:8:26"},
+	{name: "throttle_ipv6_prefix long", src: "limits {\n  throttle_ipv6_prefix = 129\n}\n", summary: "Invalid throttle_ipv6_prefix", at: "test.hcl:8:26"},
+	{name: "tls_handshake_timeout", src: "limits {\n  tls_handshake_timeout = \"fast\"\n}\n", summary: "Invalid tls_handshake_timeout", at: "test.hcl:8:27"},
 
 	// Listeners.
 	{name: "no listener", full: true, src: "backend \"b\" {\n  address = \"127.0.0.1:110\"\n}\n", summary: "No listener", at: "test.hcl:1:1"},
@@ -137,11 +140,18 @@ var errorCases = []validationCase{
 	{name: "clamav timeout", src: "filter \"clamav\" {\n  timeout = \"0s\"\n}\n", summary: "Invalid timeout", at: "test.hcl:8:13"},
 	{name: "clamav spool_dir", src: "filter \"clamav\" {\n  spool_dir = \"{{dir}}/nope\"\n}\n", summary: "Directory not found", at: "test.hcl:8:15"},
 	{name: "clamav spool_dir file", src: "filter \"clamav\" {\n  spool_dir = \"{{dir}}/exists\"\n}\n", summary: "Not a directory", at: "test.hcl:8:15"},
+	{name: "clamav max_concurrent_scans", src: "filter \"clamav\" {\n  max_concurrent_scans = 0\n}\n", summary: "Invalid max_concurrent_scans", at: "test.hcl:8:26"},
+	{name: "clamav scan_wait", src: "filter \"clamav\" {\n  scan_wait = \"soon\"\n}\n", summary: "Invalid scan_wait", at: "test.hcl:8:15"},
 	{name: "clamav spool_memory", src: "filter \"clamav\" {\n  spool_memory = \"-1\"\n}\n", summary: "Invalid spool_memory", at: "test.hcl:8:18"},
 	{name: "policy deny QUIT", src: "filter \"policy\" {\n  deny = [\"DELE\", \"quit\"]\n}\n", summary: "Invalid deny", at: "test.hcl:8:19"},
 	{name: "policy deny STLS", src: "filter \"policy\" {\n  deny = [\"DELE\", \"stls\"]\n}\n", summary: "Invalid deny", at: "test.hcl:8:19"},
 	{name: "policy deny keyword", src: "filter \"policy\" {\n  deny = [\"RE TR\"]\n}\n", summary: "Invalid deny", at: "test.hcl:8:11"},
 	{name: "policy max_message_size", src: "filter \"policy\" {\n  max_message_size = \"big\"\n}\n", summary: "Invalid max_message_size", at: "test.hcl:8:22"},
+
+	// Spool.
+	{name: "spool memory zero", src: "spool {\n  memory = \"0\"\n}\n", summary: "Invalid memory", at: "test.hcl:8:12"},
+	{name: "spool disk fraction", src: "spool {\n  disk = \"1.5GiB\"\n}\n", summary: "Invalid disk", at: "test.hcl:8:10"},
+	{name: "spool dir", src: "spool {\n  dir = \"{{dir}}/nope\"\n}\n", summary: "Directory not found", at: "test.hcl:8:9"},
 
 	// Metrics.
 	{name: "metrics address", src: "metrics {\n  address = \"9110\"\n}\n", summary: "Invalid address", at: "test.hcl:8:13"},
@@ -263,8 +273,91 @@ filter "policy" {
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
-	cfg, _, diags := loadConfig(t.TempDir() + "/nope.hcl")
+	cfg, _, diags := Load(t.TempDir() + "/nope.hcl")
 	if cfg != nil || !diags.HasErrors() || !strings.Contains(diags.Error(), "no such file") {
 		t.Errorf("loading a missing file: cfg %v, diags %v", cfg, diags)
+	}
+}
+
+// masterBase is an after-auth listener in front of a backend that logs in
+// as a master user; text appended to it starts on line 11.
+const masterBase = `listener "pop3" {
+  address = "127.0.0.1:1110"
+  connect = "after-auth"
+}
+backend "local" {
+  address         = "127.0.0.1:110"
+  login           = "sasl-plain"
+  master_user     = "m"
+  master_password = "p"
+}
+`
+
+// TestMasterLoginNeedsVerifier: a master login acts for any mailbox, so
+// every after-auth listener that can reach the backend, as its default or
+// through a route, must check passwords itself (an apop filter).
+func TestMasterLoginNeedsVerifier(t *testing.T) {
+	dir := testFiles(t)
+	refused := map[string]string{
+		"default backend": masterBase,
+		// pop3 checks passwords and uses the master backend; other
+		// does not, and reaches it only through the route.
+		"routed": `listener "pop3" {
+  address = "127.0.0.1:1110"
+  connect = "after-auth"
+  backend = "local"
+  filters = ["apop"]
+}
+backend "local" {
+  address         = "127.0.0.1:110"
+  login           = "sasl-plain"
+  master_user     = "m"
+  master_password = "p"
+}
+listener "other" {
+  address = "127.0.0.1:1111"
+  connect = "after-auth"
+  backend = "plain"
+  filters = []
+}
+backend "plain" {
+  address = "127.0.0.1:111"
+}
+route {
+  user    = "*"
+  backend = "local"
+}
+filter "apop" {
+  secrets_file = "{{dir}}/exists"
+}
+`,
+	}
+	for name, src := range refused {
+		_, _, diags := parseTest(t, src, dir)
+		d := findDiag(diags, hcl.DiagError, "Master login without password check")
+		if d == nil {
+			t.Errorf("%s: not refused:%s", name, diagText(diags))
+			continue
+		}
+		want := "test.hcl:8:21"
+		if name == "routed" {
+			want = "test.hcl:10:21"
+		}
+		if got := pos(d); got != want {
+			t.Errorf("%s: error at %s, want at master_user (%s)", name, got, want)
+		}
+		if name == "routed" && !strings.Contains(d.Detail, `listener "other"`) {
+			t.Errorf("%s: error names the wrong listener: %s", name, d.Detail)
+		}
+	}
+	accepted := map[string]string{
+		"apop filter": masterBase + "filter \"apop\" {\n  secrets_file = \"{{dir}}/exists\"\n}\n",
+		"on-accept":   strings.Replace(masterBase, "after-auth", "on-accept", 1),
+	}
+	for name, src := range accepted {
+		cfg, _, diags := parseTest(t, src, dir)
+		if cfg == nil || diags.HasErrors() {
+			t.Errorf("%s: refused:%s", name, diagText(diags))
+		}
 	}
 }

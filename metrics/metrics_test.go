@@ -1,4 +1,4 @@
-package main
+package metrics
 
 import (
 	"errors"
@@ -29,7 +29,7 @@ var (
 // each metric and label, its fixed set of values.
 func documentedLabels(t *testing.T) map[[2]string]map[string]bool {
 	t.Helper()
-	doc, err := os.ReadFile("docs/CONFIG.md")
+	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func documentedLabels(t *testing.T) map[[2]string]map[string]bool {
 }
 
 // TestMetricLabelDocsMatchCode checks that docs/CONFIG.md documents exactly
-// the label sets metrics.go enforces.
+// the label sets labels.go enforces.
 func TestMetricLabelDocsMatchCode(t *testing.T) {
 	docs := documentedLabels(t)
 	for key, set := range clientLabels {
@@ -58,7 +58,7 @@ func TestMetricLabelDocsMatchCode(t *testing.T) {
 	}
 	for key := range docs {
 		if _, ok := clientLabels[key]; !ok {
-			t.Errorf("%s{%s} is documented but metrics.go has no set for it", key[0], key[1])
+			t.Errorf("%s{%s} is documented but labels.go has no set for it", key[0], key[1])
 		}
 	}
 }
@@ -82,8 +82,8 @@ func hostileValues() []string {
 // client-influenced label goes, and checks that each label value in the
 // registry is a configured name or in the documented set.
 func TestMetricLabelsFromFixedSets(t *testing.T) {
-	m := newMetrics(hclog.NewNullLogger())
-	h := m.hooks()
+	m := New(hclog.NewNullLogger())
+	h := m.Hooks()
 	legit := []string{"user", "PLAIN", "cram-md5", "ok", "fail", "RETR", "+OK", "-ERR", "quit", "auth-delay"}
 	for _, v := range append(legit, hostileValues()...) {
 		h.SessionStarted("l1", true)
@@ -94,12 +94,13 @@ func TestMetricLabelsFromFixedSets(t *testing.T) {
 		h.Command("RETR", v)
 		h.BackendDial("b1", time.Millisecond, nil)
 		h.Throttled("l1", v)
-		m.verdict(clamav.VerdictEvent{Action: clamav.Action(v)})
-		m.verdict(clamav.VerdictEvent{Action: clamav.ActionTempFail, Err: errors.New(v)})
+		h.Verdict("l1", &filters.Verdict{Scanned: true, Clean: true, Action: v})
+		h.Verdict("l1", &filters.Verdict{Action: clamav.ActionTempFail, Err: errors.New(v)})
 	}
+	h.Verdict("l1", &filters.Verdict{Scanned: true, Virus: "Eicar", Action: clamav.ActionReplace})
 	h.BackendDial("b1", time.Millisecond, errors.New("refused"))
-	m.reloaded(true)
-	m.reloaded(false)
+	m.Reloaded(true)
+	m.Reloaded(false)
 
 	docs := documentedLabels(t)
 	families, err := m.reg.Gather()
@@ -151,6 +152,10 @@ func TestMetricLabelsFromFixedSets(t *testing.T) {
 		{"popgate_commands_total", "verb", "RETR"},
 		{"popgate_sessions_total", "reason", "quit"},
 		{"popgate_throttled_total", "reason", "auth-delay"},
+		{"popgate_scan_verdicts_total", "verdict", "infected"},
+		{"popgate_scan_verdicts_total", "verdict", "error"},
+		{"popgate_scan_verdicts_total", "action", "replace"},
+		{"popgate_scan_verdicts_total", "action", "other"},
 	} {
 		if !seen[[2]string{want.metric, want.label}][want.value] {
 			t.Errorf("%s{%s=%q} missing", want.metric, want.label, want.value)

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"io"
@@ -8,12 +8,12 @@ import (
 	"github.com/hashicorp/hcl/v2"
 )
 
-// writeDiagnostics prints diags to w the way HCL tools do: severity,
+// WriteDiagnostics prints diags to w the way HCL tools do: severity,
 // summary, file:line:column, the source lines with the offending range
 // marked, and the detail. files supplies the sources for the snippets.
 // Colour and wrapping are used only when w is a terminal and $NO_COLOR is
 // unset.
-func writeDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) error {
+func WriteDiagnostics(w io.Writer, files map[string]*hcl.File, diags hcl.Diagnostics) error {
 	if len(diags) == 0 {
 		return nil
 	}
@@ -39,10 +39,10 @@ func isTerminal(w io.Writer) bool {
 // logTimeFormat is RFC 3339 with milliseconds.
 const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
 
-// newLogger returns the root logger, named "popgate", writing to w at the
-// configured level in text or JSON format, without caller locations or
-// colour.
-func newLogger(c LogConfig, w io.Writer) hclog.Logger {
+// NewLogger returns the root logger the log block describes, named
+// "popgate", writing to w at the configured level in text or JSON format,
+// without caller locations or colour.
+func NewLogger(c Log, w io.Writer) hclog.Logger {
 	return hclog.New(&hclog.LoggerOptions{
 		Name:            "popgate",
 		Level:           c.Level,

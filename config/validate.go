@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -87,18 +87,22 @@ func or[T any](p *T, def T) T {
 }
 
 // enum returns the value of an optional enumerated attribute, def when it
-// is absent; a value not in valid is an error.
-func (c *checker) enum(body hcl.Body, name string, p *string, def string, valid ...string) string {
+// is absent. The attribute is written as the text form of one of valid:
+// the value itself for a string type, else its String method, the text
+// form its own package defines. Any other text is an error.
+func enum[T comparable](c *checker, body hcl.Body, name string, p *string, def T, valid ...T) T {
 	if p == nil {
 		return def
 	}
-	for _, v := range valid {
-		if *p == v {
+	texts := make([]string, len(valid))
+	for i, v := range valid {
+		texts[i] = fmt.Sprint(v)
+		if *p == texts[i] {
 			return v
 		}
 	}
 	c.errorf(attrRange(body, name), "Invalid "+name,
-		"%q is not a valid %s; valid values are %s.", *p, name, quoteList(valid))
+		"%q is not a valid %s; valid values are %s.", *p, name, quoteList(texts))
 	return def
 }
 

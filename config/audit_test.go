@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"testing"
@@ -69,7 +69,7 @@ filter "audit" {
 	if diags.HasErrors() {
 		t.Fatal(diagText(diags))
 	}
-	a, b := cfg.Filters[0].Settings.(*AuditFilterConfig), cfg.Filters[1].Settings.(*AuditFilterConfig)
+	a, b := cfg.Filters[0].Settings.(*audit.Config), cfg.Filters[1].Settings.(*audit.Config)
 	if a.Sync != audit.SyncRecord || b.Sync != audit.SyncInterval || b.SyncInterval != 250*time.Millisecond {
 		t.Errorf("got %+v and %+v", a, b)
 	}

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ func TestWriteDiagnosticsShowsSource(t *testing.T) {
 	src := base + "backend \"b\" {\n  address = \"127.0.0.1:99999\"\n}\nroute_map {\n  file = \"{{dir}}/routes-3\"\n}\n"
 	_, files, diags := parseTest(t, src, dir)
 	var out bytes.Buffer
-	if err := writeDiagnostics(&out, files, diags); err != nil {
+	if err := WriteDiagnostics(&out, files, diags); err != nil {
 		t.Fatal(err)
 	}
 	text := out.String()
@@ -36,14 +36,14 @@ func TestWriteDiagnosticsShowsSource(t *testing.T) {
 		t.Errorf("colour escapes written to a buffer:\n%q", text)
 	}
 	out.Reset()
-	if err := writeDiagnostics(&out, files, nil); err != nil || out.Len() != 0 {
+	if err := WriteDiagnostics(&out, files, nil); err != nil || out.Len() != 0 {
 		t.Errorf("no diagnostics wrote %q, %v", out.String(), err)
 	}
 }
 
 func TestNewLogger(t *testing.T) {
 	var buf bytes.Buffer
-	l := newLogger(LogConfig{Level: hclog.Info, JSON: true}, &buf)
+	l := NewLogger(Log{Level: hclog.Info, JSON: true}, &buf)
 	l.Debug("hidden")
 	l.Info("shown", "listener", "pop3")
 	var rec map[string]any
@@ -62,7 +62,7 @@ func TestNewLogger(t *testing.T) {
 	}
 
 	buf.Reset()
-	l = newLogger(LogConfig{Level: hclog.Debug}, &buf)
+	l = NewLogger(Log{Level: hclog.Debug}, &buf)
 	l.Debug("detail", "n", 1)
 	if !regexp.MustCompile(`^\S+ \[DEBUG\] popgate: detail: n=1\n$`).MatchString(buf.String()) {
 		t.Errorf("text record %q", buf.String())

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"fmt"
@@ -9,13 +9,15 @@ import (
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/gohcl"
 	"github.com/hashicorp/hcl/v2/hclparse"
+
+	"github.com/popgate/popgate/proxy"
 )
 
-// loadConfig reads, decodes and validates the configuration file at path.
-// It returns the Config (nil when diags has errors), every source it read
-// by file name (for writeDiagnostics to show snippets), and all
-// diagnostics, warnings included.
-func loadConfig(path string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
+// Load reads, decodes and validates the configuration file at path. It
+// returns the Config (nil when diags has errors), every source it read by
+// file name (for WriteDiagnostics to show snippets), and all diagnostics,
+// warnings included.
+func Load(path string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 	src, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, hcl.Diagnostics{{
@@ -24,18 +26,18 @@ func loadConfig(path string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 			Detail:   fmt.Sprintf("%s.", trimPathErr(err)),
 		}}
 	}
-	return parseConfig(src, path)
+	return Parse(src, path)
 }
 
-// parseConfig decodes and validates the HCL native-syntax configuration
-// src, read from filename, like loadConfig.
+// Parse decodes and validates the HCL native-syntax configuration src,
+// read from filename, like Load.
 //
 // Decoding runs in two passes. gohcl first checks the structure (known
 // blocks and attributes, required ones present, value types); if that
 // fails the values are not checked, since missing ones would only cause
 // follow-on errors. The values are then checked and converted all at once,
 // so a file with several mistakes reports all of them.
-func parseConfig(src []byte, filename string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
+func Parse(src []byte, filename string) (*Config, map[string]*hcl.File, hcl.Diagnostics) {
 	p := hclparse.NewParser()
 	f, diags := p.ParseHCL(src, filename)
 	files := p.Files()
@@ -77,18 +79,18 @@ func (b *builder) build(raw *rawFile) *Config {
 		}
 	}
 	cfg.StateDir = absPath(stateDir)
-	cfg.ShutdownTimeout = b.duration(body, "shutdown_timeout", raw.ShutdownTimeout, defaultShutdownTimeout)
+	cfg.ShutdownTimeout = b.duration(body, "shutdown_timeout", raw.ShutdownTimeout, DefaultShutdownTimeout)
 	cfg.Log = b.log(raw.Log)
-	cfg.Limits = b.limits(raw.Limits, defaultLimits)
+	cfg.Limits = b.limits(raw.Limits, proxy.DefaultLimits)
 	cfg.Backends = b.backends(raw.Backends, body)
 	cfg.Spool = b.spool(raw.Spool)
 	cfg.Filters = b.filters(raw.Filters)
 	b.filterSpoolDirs(cfg)
 	cfg.Listeners = b.listeners(raw.Listeners, body, cfg)
-	cfg.Routes = b.routes(raw.Routes, cfg)
-	cfg.RouteMap = b.routeMap(raw.RouteMap, cfg)
-	cfg.TLS = b.tls(raw.TLS, cfg)
-	cfg.Metrics = b.metrics(raw.Metrics)
+	cfg.Routes.Rules = b.routes(raw.Routes, cfg)
+	cfg.Routes.MapFile, cfg.Routes.Users = b.routeMap(raw.RouteMap, cfg)
+	cfg.TLS = b.tls(raw.TLS, raw.Listeners, cfg)
+	cfg.MetricsAddress = b.metrics(raw.Metrics)
 	b.uniqueAddresses(raw)
 	b.masterVerifiers(raw, cfg)
 	b.unused(raw, cfg)
@@ -96,17 +98,18 @@ func (b *builder) build(raw *rawFile) *Config {
 }
 
 // log converts the log block.
-func (b *builder) log(r *rawLog) LogConfig {
+func (b *builder) log(r *rawLog) Log {
 	if r == nil {
 		return defaultLog
 	}
-	level := b.enum(r.Body, "level", r.Level, "info", "trace", "debug", "info", "warn", "error")
-	format := b.enum(r.Body, "format", r.Format, "text", "text", "json")
-	return LogConfig{Level: hclogLevel(level), JSON: format == "json"}
+	level := enum(&b.checker, r.Body, "level", r.Level, defaultLog.Level,
+		hclog.Trace, hclog.Debug, hclog.Info, hclog.Warn, hclog.Error)
+	format := enum(&b.checker, r.Body, "format", r.Format, "text", "text", "json")
+	return Log{Level: level, JSON: format == "json"}
 }
 
 // limits converts a limits block, starting from base.
-func (b *builder) limits(r *rawLimits, base LimitsConfig) LimitsConfig {
+func (b *builder) limits(r *rawLimits, base proxy.Limits) proxy.Limits {
 	if r == nil {
 		return base
 	}
@@ -120,7 +123,7 @@ func (b *builder) limits(r *rawLimits, base LimitsConfig) LimitsConfig {
 	l.MaxAuthTries = b.integer(body, "max_auth_tries", r.MaxAuthTries, base.MaxAuthTries, 1, most)
 	l.PipelineDepth = b.integer(body, "pipeline_depth", r.PipelineDepth, base.PipelineDepth, 1, 4096)
 	l.IPv6Prefix = b.integer(body, "throttle_ipv6_prefix", r.IPv6Prefix, base.IPv6Prefix, 32, 128)
-	l.PreloginTimeout = b.duration(body, "prelogin_timeout", r.PreloginTimeout, base.PreloginTimeout)
+	l.PreLoginTimeout = b.duration(body, "prelogin_timeout", r.PreloginTimeout, base.PreLoginTimeout)
 	l.IdleTimeout = b.duration(body, "idle_timeout", r.IdleTimeout, base.IdleTimeout)
 	l.WriteTimeout = b.duration(body, "write_timeout", r.WriteTimeout, base.WriteTimeout)
 	l.BackendTimeout = b.duration(body, "backend_timeout", r.BackendTimeout, base.BackendTimeout)
@@ -146,9 +149,4 @@ func sortDiagnostics(diags hcl.Diagnostics) {
 		}
 		return a.Start.Byte < b.Start.Byte
 	})
-}
-
-// hclogLevel maps a validated log level name to its hclog.Level.
-func hclogLevel(s string) hclog.Level {
-	return hclog.LevelFromString(s)
 }

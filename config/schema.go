@@ -1,9 +1,9 @@
-package main
+package config
 
 import "github.com/hashicorp/hcl/v2"
 
 // The raw* types are the HCL schema: gohcl decodes a file into them, and
-// config_build.go turns them into the typed Config. Optional attributes are
+// the builder (decode.go) turns them into the typed Config. Optional attributes are
 // pointers so that an attribute written with its zero value ("" or 0) is
 // validated instead of silently taking the default. Every raw block keeps
 // its whole body (hcl:",body") so diagnostics can point at the attribute
@@ -139,7 +139,7 @@ type rawACME struct {
 }
 
 // rawFilter is a filter block. Its remaining body is decoded by the schema
-// of the filter's type (config_filters.go).
+// of the filter's type (filters.go).
 type rawFilter struct {
 	Type string  `hcl:"type,label"`
 	Name *string `hcl:"name,optional"`

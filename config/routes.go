@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"bytes"
@@ -6,11 +6,14 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/popgate/popgate/proxy"
 )
 
-// routes converts the route blocks; cfg.Backends must be built already.
-func (b *builder) routes(raws []rawRoute, cfg *Config) []RouteConfig {
-	var out []RouteConfig
+// routes converts the route blocks; cfg.Backends and cfg.Listeners must
+// be built already.
+func (b *builder) routes(raws []rawRoute, cfg *Config) []Route {
+	var out []Route
 	for _, r := range raws {
 		if r.User == "" {
 			b.errorf(attrRange(r.Body, "user"), "Invalid user", "A route's user pattern must not be empty; use \"*\" to match everyone.")
@@ -18,7 +21,7 @@ func (b *builder) routes(raws []rawRoute, cfg *Config) []RouteConfig {
 			b.glob(r.Body, "user", r.User)
 		}
 		b.knownBackend(attrRange(r.Body, "backend"), r.Backend, cfg)
-		out = append(out, RouteConfig{User: strings.ToLower(r.User), Backend: r.Backend})
+		out = append(out, Route{User: strings.ToLower(r.User), Backend: r.Backend})
 	}
 	if len(raws) > 0 && !anyAfterAuth(cfg) {
 		b.warnf(raws[0].Body.MissingItemRange(), "Routes unused",
@@ -30,7 +33,7 @@ func (b *builder) routes(raws []rawRoute, cfg *Config) []RouteConfig {
 // anyAfterAuth reports whether some listener connects after login.
 func anyAfterAuth(cfg *Config) bool {
 	for _, l := range cfg.Listeners {
-		if l.Connect == ConnectAfterAuth {
+		if l.Connect == proxy.ConnectAfterAuth {
 			return true
 		}
 	}
@@ -44,27 +47,28 @@ func (b *builder) knownBackend(rng hcl.Range, name string, cfg *Config) {
 	}
 }
 
-// routeMap converts the route_map block, reading and checking its file.
-func (b *builder) routeMap(r *rawRouteMap, cfg *Config) *RouteMapConfig {
+// routeMap converts the route_map block, reading and checking its file;
+// it returns the file's name and its entries.
+func (b *builder) routeMap(r *rawRouteMap, cfg *Config) (string, map[string]string) {
 	if r == nil {
-		return nil
+		return "", nil
 	}
 	rng := attrRange(r.Body, "file")
 	if r.File == "" {
 		b.errorf(rng, "Invalid file", "route_map needs the name of its file.")
-		return nil
+		return "", nil
 	}
 	src, err := os.ReadFile(r.File)
 	if err != nil {
 		b.errorf(rng, "Cannot read route map", "%s.", trimPathErr(err))
-		return nil
+		return "", nil
 	}
 	b.files[r.File] = &hcl.File{Bytes: src}
 	if !anyAfterAuth(cfg) {
 		b.warnf(r.Body.MissingItemRange(), "Route map unused",
 			"The route map only applies to listeners with connect = \"after-auth\"; no listener has it.")
 	}
-	return &RouteMapConfig{File: r.File, Users: b.parseRouteMap(src, r.File, cfg)}
+	return r.File, b.parseRouteMap(src, r.File, cfg)
 }
 
 // parseRouteMap parses a route map: one "USER BACKEND" pair per line,

@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"os"
@@ -83,7 +83,7 @@ func attributes(t reflect.Type) []string {
 }
 
 func TestConfigDocCoversSchema(t *testing.T) {
-	doc, err := os.ReadFile("docs/CONFIG.md")
+	doc, err := os.ReadFile("../docs/CONFIG.md")
 	if err != nil {
 		t.Fatal(err)
 	}

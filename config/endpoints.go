@@ -1,4 +1,4 @@
-package main
+package config
 
 import (
 	"crypto/tls"
@@ -8,17 +8,19 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/popgate/popgate/proxy"
 )
 
-// listeners converts the listener blocks; cfg.Backends and cfg.Filters
-// must be built already.
-func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []ListenerConfig {
+// listeners converts the listener blocks; cfg.Limits, cfg.Backends and
+// cfg.Filters must be built already.
+func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []Listener {
 	if len(raws) == 0 {
 		b.errorf(top.MissingItemRange(), "No listener", "At least one listener block is required.")
 		return nil
 	}
 	seen := map[string]hcl.Range{}
-	out := make([]ListenerConfig, 0, len(raws))
+	out := make([]Listener, 0, len(raws))
 	for i := range raws {
 		r := &raws[i]
 		body := r.Body
@@ -29,13 +31,14 @@ func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []Lis
 		if r.Name == "" {
 			b.errorf(r.LabelRange, "Invalid listener name", "A listener's name must not be empty.")
 		}
-		l := ListenerConfig{Name: r.Name, Address: r.Address}
+		var l Listener
+		l.Name, l.Address = r.Name, r.Address
 		b.address(body, "address", r.Address, true, true)
-		l.TLS = TLSMode(b.enum(body, "tls", r.TLS, string(TLSNone), string(TLSNone), string(TLSStartTLS), string(TLSImplicit)))
+		l.TLS = enum(&b.checker, body, "tls", r.TLS, proxy.TLSNone, proxy.TLSNone, proxy.TLSStartTLS, proxy.TLSImplicit)
 		switch l.TLS {
-		case TLSStartTLS:
+		case proxy.TLSStartTLS:
 			l.RequireTLS = or(r.RequireTLS, true)
-		case TLSImplicit:
+		case proxy.TLSImplicit:
 			l.RequireTLS = true
 		default:
 			if or(r.RequireTLS, false) {
@@ -43,7 +46,7 @@ func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []Lis
 					"require_tls = true needs tls = \"starttls\" (or \"implicit\"); this listener has no TLS.")
 			}
 		}
-		l.Connect = ConnectMode(b.enum(body, "connect", r.Connect, string(ConnectOnAccept), string(ConnectOnAccept), string(ConnectAfterAuth)))
+		l.Connect = enum(&b.checker, body, "connect", r.Connect, proxy.ConnectOnAccept, proxy.ConnectOnAccept, proxy.ConnectAfterAuth)
 		l.Backend = b.listenerBackend(r, cfg)
 		l.ProxyProtocol = or(r.ProxyProtocol, false)
 		l.TrustedProxies = b.prefixes(body, "trusted_proxies", r.TrustedProxies)
@@ -55,17 +58,13 @@ func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []Lis
 			b.warnf(attrRange(body, "trusted_proxies"), "Unused trusted_proxies",
 				"trusted_proxies has no effect without proxy_protocol = true.")
 		}
-		l.Filters = b.listenerFilters(r, cfg)
+		l.FilterNames = b.listenerFilters(r, cfg)
 		b.hostnames(body, "server_name", r.ServerName, true)
-		l.ServerNames = r.ServerName
-		if len(r.ServerName) > 0 && l.TLS == TLSNone {
+		if len(r.ServerName) > 0 && l.TLS == proxy.TLSNone {
 			b.warnf(attrRange(body, "server_name"), "Unused server_name", "server_name has no effect on a listener without TLS.")
 		}
-		switch b.enum(body, "tls_min_version", r.TLSMinVersion, "1.2", "1.2", "1.3") {
-		case "1.3":
+		if enum(&b.checker, body, "tls_min_version", r.TLSMinVersion, "1.2", "1.2", "1.3") == "1.3" {
 			l.TLSMinVersion = tls.VersionTLS13
-		default:
-			l.TLSMinVersion = defaultTLSMinVersion
 		}
 		l.Limits = b.limits(r.Limits, cfg.Limits)
 		out = append(out, l)
@@ -118,13 +117,13 @@ func (b *builder) listenerFilters(r *rawListener, cfg *Config) []string {
 }
 
 // backends converts the backend blocks.
-func (b *builder) backends(raws []rawBackend, top hcl.Body) []BackendConfig {
+func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 	if len(raws) == 0 {
 		b.errorf(top.MissingItemRange(), "No backend", "At least one backend block is required.")
 		return nil
 	}
 	seen := map[string]hcl.Range{}
-	out := make([]BackendConfig, 0, len(raws))
+	out := make([]Backend, 0, len(raws))
 	for i := range raws {
 		r := &raws[i]
 		body := r.Body
@@ -135,12 +134,13 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []BackendConfig {
 		if r.Name == "" {
 			b.errorf(r.LabelRange, "Invalid backend name", "A backend's name must not be empty.")
 		}
-		be := BackendConfig{Name: r.Name, Address: r.Address, CAFile: r.CAFile, ServerName: r.ServerName}
+		be := Backend{CAFile: r.CAFile, ServerName: r.ServerName}
+		be.Name, be.Address = r.Name, r.Address
 		host := ""
 		if b.address(body, "address", r.Address, false, false) {
 			host, _, _ = net.SplitHostPort(r.Address)
 		}
-		be.TLS = TLSMode(b.enum(body, "tls", r.TLS, string(TLSNone), string(TLSNone), string(TLSStartTLS), string(TLSImplicit)))
+		be.TLS = enum(&b.checker, body, "tls", r.TLS, proxy.TLSNone, proxy.TLSNone, proxy.TLSStartTLS, proxy.TLSImplicit)
 		be.InsecureSkipVerify = or(r.InsecureSkipVerify, false)
 		if be.ServerName == "" {
 			be.ServerName = host
@@ -150,7 +150,7 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []BackendConfig {
 		if r.CAFile != "" {
 			b.fileExists(body, "ca_file", r.CAFile)
 		}
-		if be.TLS == TLSNone {
+		if be.TLS == proxy.TLSNone {
 			for _, a := range []string{"ca_file", "server_name", "insecure_skip_verify"} {
 				if has(body, a) {
 					b.warnf(attrRange(body, a), "Unused "+a, "%s has no effect on a backend with tls = \"none\".", a)
@@ -160,10 +160,10 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []BackendConfig {
 			b.warnf(attrRange(body, "insecure_skip_verify"), "Backend certificate not verified",
 				"With insecure_skip_verify = true anyone between popgate and %s can read the passwords.", r.Address)
 		}
-		be.Login = LoginMode(b.enum(body, "login", r.Login, string(LoginUser), string(LoginUser), string(LoginAPOP), string(LoginSASLPlain)))
-		be.ForwardClient = ForwardMode(b.enum(body, "forward_client", r.ForwardClient, string(ForwardNone),
-			string(ForwardNone), string(ForwardXCLIENT), string(ForwardProxyV1), string(ForwardProxyV2)))
-		be.ConnectTimeout = b.duration(body, "connect_timeout", r.ConnectTimeout, defaultConnectTimeout)
+		be.Login = enum(&b.checker, body, "login", r.Login, proxy.LoginUser, proxy.LoginUser, proxy.LoginAPOP, proxy.LoginSASLPlain)
+		be.Forward = enum(&b.checker, body, "forward_client", r.ForwardClient, proxy.ForwardNone,
+			proxy.ForwardNone, proxy.ForwardXCLIENT, proxy.ForwardProxyV1, proxy.ForwardProxyV2)
+		be.ConnectTimeout = b.duration(body, "connect_timeout", r.ConnectTimeout, proxy.DefaultConnectTimeout)
 		be.ReadTimeout = b.duration(body, "read_timeout", r.ReadTimeout, 0)
 		be.MasterUser, be.MasterPassword = r.MasterUser, r.MasterPassword
 		b.masterLogin(r, &be, host)
@@ -173,7 +173,7 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []BackendConfig {
 }
 
 // masterLogin checks a backend's master_user and master_password.
-func (b *builder) masterLogin(r *rawBackend, be *BackendConfig, host string) {
+func (b *builder) masterLogin(r *rawBackend, be *Backend, host string) {
 	body := r.Body
 	switch {
 	case r.MasterUser == "" && r.MasterPassword == "":
@@ -185,11 +185,11 @@ func (b *builder) masterLogin(r *rawBackend, be *BackendConfig, host string) {
 		b.errorf(attrRange(body, "master_user"), "Missing master_password", "master_user needs master_password.")
 		return
 	}
-	if be.Login != LoginSASLPlain {
+	if be.Login != proxy.LoginSASLPlain {
 		b.errorf(attrRange(body, "master_user"), "Invalid master_user",
 			"A master login needs login = \"sasl-plain\"; this backend uses %q.", be.Login)
 	}
-	if be.TLS == TLSNone && !isLoopback(host) {
+	if be.TLS == proxy.TLSNone && !isLoopback(host) {
 		b.warnf(attrRange(body, "master_password"), "Master password in plaintext",
 			"The master password is sent to %s without TLS.", r.Address)
 	}
@@ -203,21 +203,14 @@ func (b *builder) masterLogin(r *rawBackend, be *BackendConfig, host string) {
 // that is an apop filter, whose secrets file checks USER/PASS, APOP, and
 // AUTH PLAIN, LOGIN and CRAM-MD5.
 func (b *builder) masterVerifiers(raw *rawFile, cfg *Config) {
-	routed := map[string]bool{}
-	for _, r := range cfg.Routes {
-		routed[r.Backend] = true
-	}
-	if cfg.RouteMap != nil {
-		for _, be := range cfg.RouteMap.Users {
-			routed[be] = true
-		}
-	}
+	routed := cfg.Routes.backends()
 	for i, be := range cfg.Backends {
 		if be.MasterUser == "" || i >= len(raw.Backends) {
 			continue
 		}
-		for _, l := range cfg.Listeners {
-			if l.Connect != ConnectAfterAuth || l.Backend != be.Name && !routed[be.Name] || hasVerifier(cfg, l) {
+		for j := range cfg.Listeners {
+			l := &cfg.Listeners[j]
+			if l.Connect != proxy.ConnectAfterAuth || l.Backend != be.Name && !routed[be.Name] || hasVerifier(cfg, l) {
 				continue
 			}
 			b.errorf(attrRange(raw.Backends[i].Body, "master_user"), "Master login without password check",
@@ -231,8 +224,8 @@ func (b *builder) masterVerifiers(raw *rawFile, cfg *Config) {
 
 // hasVerifier reports whether listener l applies a filter that verifies
 // client passwords locally.
-func hasVerifier(cfg *Config, l ListenerConfig) bool {
-	for _, n := range l.Filters {
+func hasVerifier(cfg *Config, l *Listener) bool {
+	for _, n := range l.FilterNames {
 		if fc := cfg.Filter(n); fc != nil && fc.Type == "apop" {
 			return true
 		}
@@ -312,17 +305,9 @@ func addressKey(addr string) (string, bool) {
 
 // unused warns of backends and filters nothing refers to.
 func (b *builder) unused(raw *rawFile, cfg *Config) {
-	used := map[string]bool{}
+	used := cfg.Routes.backends()
 	for _, l := range cfg.Listeners {
 		used[l.Backend] = true
-	}
-	for _, r := range cfg.Routes {
-		used[r.Backend] = true
-	}
-	if cfg.RouteMap != nil {
-		for _, be := range cfg.RouteMap.Users {
-			used[be] = true
-		}
 	}
 	for _, r := range raw.Backends {
 		if !used[r.Name] {
@@ -331,9 +316,9 @@ func (b *builder) unused(raw *rawFile, cfg *Config) {
 	}
 	usedFilter := map[string]bool{}
 	for i, l := range cfg.Listeners {
-		for j, f := range l.Filters {
+		for j, f := range l.FilterNames {
 			usedFilter[f] = true
-			if fc := cfg.Filter(f); fc != nil && fc.Type == "apop" && l.Connect == ConnectOnAccept {
+			if fc := cfg.Filter(f); fc != nil && fc.Type == "apop" && l.Connect == proxy.ConnectOnAccept {
 				rng := raw.Listeners[i].LabelRange
 				if raw.Listeners[i].Filters != nil {
 					rng = elemRange(raw.Listeners[i].Body, "filters", j)
