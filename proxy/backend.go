@@ -64,7 +64,7 @@ func (s *session) dial(ctx context.Context, b *Backend) (*backendConn, error) {
 func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, error) {
 	connectTimeout := b.ConnectTimeout
 	if connectTimeout <= 0 {
-		connectTimeout = 10 * time.Second
+		connectTimeout = DefaultConnectTimeout
 	}
 	readTimeout := b.ReadTimeout
 	if readTimeout <= 0 {

@@ -233,7 +233,7 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 		timeout = s.cfg.HandshakeTimeout
 	}
 	if timeout <= 0 {
-		timeout = 15 * time.Second
+		timeout = DefaultLimits.HandshakeTimeout
 	}
 	conf := s.lst.TLSConfig
 	if conf == nil {

@@ -67,7 +67,7 @@ type Config struct {
 	MaxSize int64
 	// Timeout bounds each exchange with clamd: the dial, each chunk sent,
 	// and the wait for the verdict after the last octet; 0 means
-	// DefaultTimeout. A slow backend does not count against it.
+	// DefaultScanTimeout. A slow backend does not count against it.
 	Timeout time.Duration
 	// SpoolDir is where bodies larger than SpoolMemory wait for their
 	// verdict; "" means os.TempDir().
@@ -166,7 +166,7 @@ func New(cfg Config, logger hclog.Logger) (*Filter, error) {
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("clamav: timeout %v is negative", cfg.Timeout)
 	case cfg.Timeout == 0:
-		cfg.Timeout = DefaultTimeout
+		cfg.Timeout = DefaultScanTimeout
 	}
 	switch {
 	case cfg.SpoolMemory < 0:

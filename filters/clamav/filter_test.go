@@ -357,7 +357,7 @@ func TestNewValidates(t *testing.T) {
 	}
 	got := f.Config()
 	if got.OnInfected != "replace" || got.OnError != "reject" || got.MaxSize != DefaultMaxSize ||
-		got.Timeout != DefaultTimeout || got.SpoolMemory != DefaultSpoolMemory || got.AddHeader {
+		got.Timeout != DefaultScanTimeout || got.SpoolMemory != DefaultSpoolMemory || got.AddHeader {
 		t.Errorf("defaults = %+v", got)
 	}
 	if f.Name() != "clamav" {
