@@ -255,15 +255,18 @@ func TestCoreMaxErrors(t *testing.T) {
 				}
 				coreExpectOK(t, c, "NOOP")
 			}
-			// Five in a row close the session. Dovecot's own -ERR counts too.
-			for i, cmd := range []string{"XYZZY", "RETR 99", "XYZZY", "LIST 0", "XYZZY"} {
+			// Five protocol errors in a row close the session: unknown
+			// commands, a malformed message number, a command in the wrong
+			// state. Dovecot's own -ERR (no such message) neither counts
+			// nor breaks the run: it is not the client's protocol error.
+			for i, cmd := range []string{"XYZZY", "RETR 99", "XYZZY", "RETR x", "LIST 0", "XYZZY", "USER alice"} {
 				if line, err := c.Cmd(cmd); err == nil {
 					t.Fatalf("error %d (%s): %q, want -ERR", i+1, cmd, line)
 				}
 			}
 			rest, err := coreReadToEOF(c, 10*time.Second)
 			if !errors.Is(err, io.EOF) {
-				t.Fatalf("after 5 errors: %v; want the connection closed", err)
+				t.Fatalf("after 5 protocol errors: %v; want the connection closed", err)
 			}
 			if s := string(rest); s != "" && !strings.HasPrefix(s, "-ERR") {
 				t.Errorf("after 5 errors popgate wrote %q", s)
