@@ -74,8 +74,13 @@ type messageIDScanner struct {
 }
 
 func newMessageIDScanner() *messageIDScanner {
-	return &messageIDScanner{lines: lineSplitter{max: maxHeaderLine}}
+	m := &messageIDScanner{}
+	m.init()
+	return m
 }
+
+// init readies a zero scanner for use.
+func (m *messageIDScanner) init() { m.lines.max = maxHeaderLine }
 
 // write inspects p; it never keeps a reference to p.
 func (m *messageIDScanner) write(p []byte) {
@@ -159,6 +164,13 @@ type uidlScanner struct {
 
 func newUIDLScanner(store func(msg int, uid string)) *uidlScanner {
 	return &uidlScanner{lines: lineSplitter{max: maxUIDLLine}, store: store}
+}
+
+// Write feeds p to the scanner; it never fails, so a listing can be
+// copied into it.
+func (u *uidlScanner) Write(p []byte) (int, error) {
+	u.write(p)
+	return len(p), nil
 }
 
 func (u *uidlScanner) write(p []byte) {

@@ -78,8 +78,9 @@ func TestTapPassesBodyUnchanged(t *testing.T) {
 	f, path := newTest(t, false)
 	body := "Message-ID: <t@x>\r\n\r\n" + strings.Repeat("line of text\r\n", 5000)
 	for _, oneByte := range []bool{false, true} {
-		tp := &tap{r: strings.NewReader(body), f: f, st: newSession(), msgid: newMessageIDScanner(),
-			retrieve: &retrieveRecord{header: newHeader(EventRetrieve, nil, time.Now()), Verb: "RETR", Msg: 1}}
+		tp := &tap{r: strings.NewReader(body), f: f, retrieving: true,
+			retrieve: retrieveRecord{header: newHeader(EventRetrieve, nil, time.Now()), Verb: "RETR", Msg: 1}}
+		tp.msgid.init()
 		var r io.Reader = tp
 		if oneByte {
 			r = iotest.OneByteReader(tp)
