@@ -2,7 +2,6 @@ package apop
 
 import (
 	"context"
-	"encoding/base64"
 	"strings"
 
 	"github.com/popgate/popgate/filters"
@@ -24,11 +23,11 @@ func (f *Filter) commandCRAM(ctx context.Context, ex *filters.Exchange) error {
 		return parser.NewError(parser.CodeSysTemp, "authentication not available", errNoPrompt)
 	}
 	challenge := f.NewTimestamp()
-	line, err := ex.Prompt(ctx, parser.Continue(base64.StdEncoding.EncodeToString([]byte(challenge))))
+	line, err := ex.Prompt(ctx, parser.Continue(parser.EncodeSASL([]byte(challenge))))
 	if err != nil {
 		return err // cancelled ("*"), malformed, or the client is gone
 	}
-	raw, err := decodeSASL(line)
+	raw, err := parser.DecodeSASL(line)
 	if err != nil {
 		return parser.NewError("", "malformed base64 in SASL response", err)
 	}
@@ -51,15 +50,6 @@ func (f *Filter) commandCRAM(ctx context.Context, ex *filters.Exchange) error {
 	}
 	f.log(ex).Debug("apop: digest verified", "user", name, "mechanism", "cram-md5")
 	return translate(ctx, ex, name, secret)
-}
-
-// decodeSASL decodes a client's SASL response: base64, or "=" for an
-// empty one (RFC 5034 section 4).
-func decodeSASL(line string) ([]byte, error) {
-	if line == "=" {
-		return nil, nil
-	}
-	return base64.StdEncoding.DecodeString(line)
 }
 
 // validUser reports whether name could be a user of the secrets file.

@@ -2,8 +2,9 @@ package audit
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
+
+	"github.com/popgate/popgate/parser"
 )
 
 // Bounds of the streaming scanners. They look at octets as they pass and
@@ -213,19 +214,5 @@ func validUID(s string) bool {
 	return true
 }
 
-// parseMsg parses a message number: decimal digits only, at least 1.
-func parseMsg(s string) (int, bool) {
-	if len(s) == 0 || len(s) > 9 {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, false
-	}
-	return n, true
-}
+// parseMsg parses a message number argument (parser.MessageNumber).
+func parseMsg(s string) (int, bool) { return parser.MessageNumber(s) }

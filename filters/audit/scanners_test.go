@@ -103,12 +103,12 @@ func TestTapPassesBodyUnchanged(t *testing.T) {
 }
 
 func TestParseMsg(t *testing.T) {
-	for s, want := range map[string]int{"1": 1, "007": 7, "123456789": 123456789} {
+	for s, want := range map[string]int{"1": 1, "007": 7, "123456789": 123456789, "1234567890": 1234567890} {
 		if n, ok := parseMsg(s); !ok || n != want {
 			t.Errorf("parseMsg(%q) = %d, %v", s, n, ok)
 		}
 	}
-	for _, s := range []string{"", "0", "-1", "+1", "1a", "1234567890", " 1"} {
+	for _, s := range []string{"", "0", "-1", "+1", "1a", "12345678901", " 1"} {
 		if _, ok := parseMsg(s); ok {
 			t.Errorf("parseMsg(%q) accepted", s)
 		}
