@@ -26,7 +26,7 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 			user = ex.Out.Arg(0) // a filter translated APOP or AUTH into USER
 		}
 		*l = filters.Login{User: user, BackendUser: ex.Out.Arg(0), Mechanism: "user"}
-		s.userPending = true
+		s.auth.userPending = true
 		ex.Response = parser.OK("send PASS")
 	case "PASS":
 		if l.User == "" {
@@ -34,7 +34,7 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 			return nil
 		}
 		l.Password = ex.Out.Arg(0)
-		s.userPending = false
+		s.auth.userPending = false
 		switch ex.Command.Verb {
 		case "APOP": // a filter verified the digest and made USER and PASS of it
 			l.Mechanism = "apop"
@@ -255,11 +255,11 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 // pipelined after STLS in plaintext is discarded, never executed, and any
 // USER given before is forgotten.
 func (s *session) startTLS() bool {
-	s.userPending = false
-	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.stlsDone {
+	s.auth.userPending = false
+	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.auth.stlsDone {
 		return s.refuse(parser.Err("", "STLS not available"))
 	}
-	s.stlsDone = true
+	s.auth.stlsDone = true
 	if err := s.writer().WriteResponse(parser.OK("begin TLS negotiation")); err != nil {
 		s.setReason("client-write")
 		return false

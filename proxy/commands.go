@@ -85,11 +85,11 @@ func (s *session) check(cmd parser.Command) *parser.Response {
 	}
 	if state == filters.Authorization && cmd.Verb == "PASS" {
 		switch {
-		case s.lst.Connect == ConnectAfterAuth && !s.userPending:
+		case s.lst.Connect == ConnectAfterAuth && !s.auth.userPending:
 			// RFC 1939: PASS follows a USER; after a failed PASS the
 			// client starts again with USER.
 			return refusal("", "send USER first")
-		case s.lst.Connect == ConnectOnAccept && s.stlsDone && s.info.Login.User == "":
+		case s.lst.Connect == ConnectOnAccept && s.auth.stlsDone && s.info.Login.User == "":
 			// RFC 2595 section 4: a USER given before STLS is forgotten.
 			// The backend saw it, so popgate refuses PASS until a new USER.
 			return refusal("", "send USER first")

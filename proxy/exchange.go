@@ -315,9 +315,9 @@ func (s *session) after(x *exchange) {
 	// never end a session whose DELEs are still to be committed.
 	switch {
 	case x.refused && resp.Status == parser.StatusErr:
-		s.consecutiveErrs++
+		s.tally.consecutiveErrs++
 	case resp.Status != parser.StatusErr:
-		s.consecutiveErrs = 0
+		s.tally.consecutiveErrs = 0
 	}
 	switch cmd.Verb {
 	case "PASS", "APOP", "AUTH":
@@ -331,7 +331,7 @@ func (s *session) after(x *exchange) {
 				h(s.lst.Name, s.info.Login.Mechanism, "ok")
 			}
 		} else if resp.Status == parser.StatusErr && isAuthFailure(resp) {
-			s.authFails++
+			s.tally.authFails++
 			s.log.Info("login failed", "user", s.info.Login.User, "code", resp.Code)
 			if h := s.cfg.Hooks.Login; h != nil {
 				h(s.lst.Name, s.info.Login.Mechanism, "fail")
@@ -339,25 +339,25 @@ func (s *session) after(x *exchange) {
 		}
 	case "DELE":
 		if resp.IsOK() {
-			s.deletesMarked++
+			s.tally.deletesMarked++
 		}
 	case "RSET":
 		if resp.IsOK() {
-			s.deletesMarked = 0
+			s.tally.deletesMarked = 0
 		}
 	case "QUIT":
 		s.quitting.Store(true)
 		s.setReason("quit")
 		if resp.IsOK() && s.info.State() == filters.Transaction && !x.refused {
-			s.committed = true
+			s.tally.committed = true
 			s.info.SetState(filters.Update)
 		}
 	}
 	switch {
-	case s.authFails >= s.limits.MaxAuthTries:
+	case s.tally.authFails >= s.limits.MaxAuthTries:
 		s.writeFinal(parser.Err(parser.CodeAuth, "too many failed logins, closing"))
 		s.abort("too-many-auth-failures")
-	case s.consecutiveErrs >= s.limits.MaxErrors:
+	case s.tally.consecutiveErrs >= s.limits.MaxErrors:
 		s.writeFinal(parser.Err("", "too many errors, closing"))
 		s.abort("too-many-errors")
 	}
@@ -415,7 +415,7 @@ func (b *filterBackend) Call(ctx context.Context, cmd parser.Command) (parser.Re
 		if err := s.serveAuthorization(ctx, ex); err != nil {
 			return parser.Response{}, nil, err
 		}
-		s.callBody = ex.Body
+		s.auth.callBody = ex.Body
 		return ex.Response, ex.Body, nil
 	}
 	be := s.be
@@ -427,19 +427,19 @@ func (b *filterBackend) Call(ctx context.Context, cmd parser.Command) (parser.Re
 		return parser.Response{}, nil, fmt.Errorf("backend %s: %w", cmd.Verb, err)
 	}
 	if parser.HasBody(cmd, resp) {
-		s.callBody = be.r.DotReader()
+		s.auth.callBody = be.r.DotReader()
 	}
-	return resp, s.callBody, nil
+	return resp, s.auth.callBody, nil
 }
 
 // drainCall reads what is left of the body of a filter's last Backend
 // call, so the backend's next answer is read from the right place.
 func (s *session) drainCall() error {
-	body := s.callBody
+	body := s.auth.callBody
 	if body == nil {
 		return nil
 	}
-	s.callBody = nil
+	s.auth.callBody = nil
 	if _, err := io.Copy(io.Discard, body); err != nil {
 		return fmt.Errorf("backend read: %w", err)
 	}

@@ -22,10 +22,10 @@ func (s *session) trackLoginCommand(x *exchange) {
 	case ex.Out.Verb == "AUTH" && len(ex.Out.Args) > 0:
 		l := &s.info.Login
 		*l = filters.Login{Mechanism: saslMechanism(ex.Out.Arg(0)), Backend: l.Backend}
-		s.sasl = &passthroughSASL{s: s, mech: strings.ToUpper(ex.Out.Arg(0))}
+		s.auth.sasl = &passthroughSASL{s: s, mech: strings.ToUpper(ex.Out.Arg(0))}
 		if len(ex.Out.Args) > 1 {
 			args := append([]string(nil), ex.Out.Args...)
-			args[1] = s.sasl.step(args[1])
+			args[1] = s.auth.sasl.step(args[1])
 			ex.Out.Args = args
 			s.chargeLogin()
 		}
@@ -55,8 +55,8 @@ func (s *session) relaySASL(x *exchange, resp parser.Response) (parser.Response,
 			}
 			line = "*" // cancel the exchange on the backend too, then report
 		}
-		if perr == nil && s.sasl != nil {
-			line = s.sasl.step(line)
+		if perr == nil && s.auth.sasl != nil {
+			line = s.auth.sasl.step(line)
 			s.chargeLogin()
 		}
 		if err := be.w.WriteLine(line); err != nil {

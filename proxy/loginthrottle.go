@@ -72,11 +72,11 @@ type loginCharge struct {
 // (settleLogin); a client that hangs up before the answer has still paid
 // for its guess.
 func (s *session) chargeLogin() {
-	if s.charge != nil {
+	if s.auth.charge != nil {
 		return
 	}
 	keys := s.throttleKeys()
-	s.charge = &loginCharge{keys: keys, delay: s.srv.throttle.fail(time.Now(), keys...)}
+	s.auth.charge = &loginCharge{keys: keys, delay: s.srv.throttle.fail(time.Now(), keys...)}
 }
 
 // loginDelay settles the outcome of a login attempt with the throttle and
@@ -86,8 +86,8 @@ func (s *session) loginDelay(x *exchange) time.Duration {
 	if s.info.State() == filters.Transaction && !x.alone {
 		return 0 // a pipelined exchange: no login in flight
 	}
-	charge := s.charge
-	s.charge = nil
+	charge := s.auth.charge
+	s.auth.charge = nil
 	if x.refused || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
 		return 0
 	}

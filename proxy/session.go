@@ -29,13 +29,13 @@ import (
 // writes the command to the backend. The answer goroutine (answer.go),
 // started at the first pipelined burst, reads the backend's answers in the
 // same order, runs the Response side and writes to the client. Ownership:
-//   - the client reader, the backend writer, and Login/proven/charge:
-//     the reading goroutine;
+//   - the client reader, the backend writer, Session.Login and auth: the
+//     reading goroutine;
 //   - the client writer and the backend reader: the answer goroutine while
 //     exchanges wait in the FIFO; the reading goroutine once drain has
 //     returned (the FIFO is empty). drain is the only hand-over;
-//   - the answer-side counters (errors, deletes, committed): whoever
-//     completes exchanges, which the same hand-over orders.
+//   - tally: whoever completes exchanges, which the same hand-over
+//     orders.
 type session struct {
 	srv    *Server
 	cfg    *Config
@@ -68,19 +68,8 @@ type session struct {
 	inflight  sync.WaitGroup // the same count, to wait on
 	answering bool           // the answer goroutine was started
 
-	// Owned by whoever completes exchanges (see above).
-	consecutiveErrs int
-	authFails       int
-	deletesMarked   int
-	committed       bool
-
-	// Owned by the reading goroutine.
-	stlsDone    bool
-	userPending bool             // after-auth: a USER awaits its PASS
-	proven      proof            // how the client proved who it is; written only by prove
-	charge      *loginCharge     // a login attempt counted before its outcome (loginthrottle.go)
-	callBody    io.Reader        // body of a filter's last Backend call, drained before the next
-	sasl        *passthroughSASL // the on-accept AUTH exchange in progress
+	tally tally     // owned by whoever completes exchanges (see above)
+	auth  authState // owned by the reading goroutine
 
 	endOnce    sync.Once
 	reasonMu   sync.Mutex
@@ -94,6 +83,28 @@ type session struct {
 	lastAnswer atomic.Int64
 	started    bool // observers and hooks saw the start: they see the end
 	tlsStart   bool // the connection was TLS when the session started
+}
+
+// tally is what the session counts as answers go out. Whoever completes
+// exchanges owns it: the answer goroutine, or the reading goroutine after
+// drain.
+type tally struct {
+	consecutiveErrs int  // client protocol errors in a row (max_errors)
+	authFails       int  // failed logins (max_auth_tries)
+	deletesMarked   int  // DELEs answered +OK since the last RSET
+	committed       bool // QUIT in TRANSACTION answered +OK
+}
+
+// authState is the login in progress and what the session knows of who
+// the client is. The reading goroutine owns it: every AUTHORIZATION
+// exchange runs alone, on that goroutine.
+type authState struct {
+	stlsDone    bool
+	userPending bool             // after-auth: a USER awaits its PASS
+	proven      proof            // how the client proved who it is; written only by prove
+	charge      *loginCharge     // a login attempt counted before its outcome (loginthrottle.go)
+	sasl        *passthroughSASL // the on-accept AUTH exchange in progress
+	callBody    io.Reader        // body of a filter's last Backend call, drained before the next
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
@@ -456,8 +467,8 @@ func (s *session) finish() {
 			BytesIn:       s.in.Load(),
 			BytesOut:      s.out.Load(),
 			Duration:      time.Since(s.info.Started),
-			DeletesMarked: s.deletesMarked,
-			Committed:     s.committed,
+			DeletesMarked: s.tally.deletesMarked,
+			Committed:     s.tally.committed,
 		}
 		if !s.started {
 			s.log.Debug("connection closed before the session started", "reason", end.Reason)
