@@ -50,7 +50,7 @@ func TestReachesFiltersMatchesSession(t *testing.T) {
 			c.body()
 		}
 	}
-	waitDone(t, fb)
+	fb.waitEnd()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, s := range script {
