@@ -176,6 +176,7 @@ func runNoopPipelined(args []string) error {
 	samples := make([][]float64, len(c.targets))
 	cpu := make([][]float64, len(c.targets))  // CPU seconds of each measured session
 	recs := make([][]float64, len(c.targets)) // audit records each measured session wrote
+	sys := make([][]float64, len(c.targets))  // read and write system calls per NOOP
 	payload := bytes.Repeat([]byte("NOOP\r\n"), *batch)
 	noops := float64(*batch * *batches)
 	err = c.alternate(func(i int, t target, measured bool) error {
@@ -186,10 +187,12 @@ func runNoopPipelined(args []string) error {
 		if err != nil {
 			return err
 		}
+		sys0 := t.syscalls()
 		rate, err := noopBatches(d, t.Addr, c.user, c.pass, payload, *batch, *batches)
 		if err != nil {
 			return err
 		}
+		sys1 := t.syscalls()
 		cpu1, err := t.cpu()
 		if err != nil {
 			return err
@@ -202,6 +205,9 @@ func runNoopPipelined(args []string) error {
 			samples[i] = append(samples[i], rate)
 			cpu[i] = append(cpu[i], cpu1-cpu0)
 			recs[i] = append(recs[i], float64(n))
+			if sys0 >= 0 && sys1 >= 0 {
+				sys[i] = append(sys[i], float64(sys1-sys0)/noops)
+			}
 		}
 		return nil
 	})
@@ -219,6 +225,9 @@ func runNoopPipelined(args []string) error {
 			per[k] = v / noops * 1e6
 		}
 		res.derive("CPU per NOOP "+t.Name+" (login and QUIT included)", "CPU µs", per)
+		if len(sys[i]) > 0 {
+			res.derive("read+write system calls per NOOP "+t.Name, "calls", sys[i])
+		}
 	}
 	for i, t := range c.targets {
 		p := c.unaudited(i)

@@ -333,3 +333,16 @@ func (t target) cpu() (float64, error) {
 	}
 	return cpuSeconds(t.PID)
 }
+
+// syscalls returns the read and write system calls of the target's
+// process, or -1 when it has no -pid or /proc/PID/io cannot be read.
+func (t target) syscalls() int64 {
+	if t.PID == 0 {
+		return -1
+	}
+	n, err := syscalls(t.PID)
+	if err != nil {
+		return -1
+	}
+	return n
+}

@@ -43,16 +43,19 @@ func runRetrPipelined(args []string) error {
 	samples := make([][]float64, len(c.targets))
 	cpu := make([][]float64, len(c.targets))
 	listing := make([][]float64, len(c.targets))
+	sys := make([][]float64, len(c.targets))
 	var ref *digest
 	err = c.alternate(func(i int, t target, measured bool) error {
 		cpu0, err := t.cpu()
 		if err != nil {
 			return err
 		}
+		sys0 := t.syscalls()
 		r, err := pipelinedRetr(d, t.Addr, c.user, c.pass, payload.Bytes(), *n, *uidl)
 		if err != nil {
 			return err
 		}
+		sys1 := t.syscalls()
 		cpu1, err := t.cpu()
 		if err != nil {
 			return err
@@ -64,6 +67,9 @@ func runRetrPipelined(args []string) error {
 			samples[i] = append(samples[i], float64(*n)/r.secs)
 			cpu[i] = append(cpu[i], (cpu1-cpu0)/float64(*n)*1e6)
 			listing[i] = append(listing[i], r.uidlSecs*1e3)
+			if sys0 >= 0 && sys1 >= 0 {
+				sys[i] = append(sys[i], float64(sys1-sys0)/float64(*n))
+			}
 		}
 		return nil
 	})
@@ -79,6 +85,9 @@ func runRetrPipelined(args []string) error {
 	for i, t := range c.targets {
 		if t.PID != 0 {
 			res.derive(fmt.Sprintf("CPU per message %s (%s included)", t.Name, extra), "CPU µs", cpu[i])
+		}
+		if len(sys[i]) > 0 {
+			res.derive(fmt.Sprintf("read+write system calls per message %s (%s included)", t.Name, extra), "calls", sys[i])
 		}
 	}
 	if *uidl {

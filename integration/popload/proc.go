@@ -234,3 +234,26 @@ func (m *cpuMeter) total() float64 {
 	}
 	return m.seconds / (float64(m.octets) / 1e9)
 }
+
+// syscalls returns how many read and write system calls (read, write,
+// readv, writev, sendfile, ...) process pid has made: syscr + syscw of
+// /proc/PID/io, which only root or the process's owner may read.
+func syscalls(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok || (name != "syscr" && name != "syscw") {
+			continue
+		}
+		k, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("pid %d: bad %s line %q", pid, name, line)
+		}
+		n += k
+	}
+	return n, nil
+}
