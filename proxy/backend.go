@@ -148,6 +148,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	}
 	conn.SetDeadline(time.Time{})
 	bc.tc.readTimeout, bc.tc.writeTimeout = readTimeout, readTimeout
+	bc.tc.onRead = s.flushHeld
 	bc.stop = stop
 	ok = true
 	return bc, nil

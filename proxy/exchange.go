@@ -130,8 +130,9 @@ func (s *session) send(x *exchange) error {
 // the goroutine that owns the client writer and the backend reader.
 func (s *session) complete(x *exchange) {
 	defer s.closeBody(x)
-	if s.ctx.Err() != nil {
-		return // the session is over: nothing more goes out
+	if err := s.ctx.Err(); err != nil {
+		s.finishExchange(x, err) // the session is over: nothing more goes out
+		return
 	}
 	err := x.err
 	if err == nil && x.sent {
@@ -290,6 +291,20 @@ func (s *session) output(x *exchange) error {
 		s.lastAnswer.Store(time.Now().UnixNano())
 	}
 	return nil
+}
+
+// flushHeld sends what the client writer holds before the session may
+// block reading the backend, so an answer popgate already has is never
+// held back while it waits for the next one (a DELE's +OK behind a slow
+// RETR body). The backend reader calls it; whoever reads the backend owns
+// the client writer too. The buffer stays attached: a body writer may be
+// using it. A write error comes back at the next write.
+func (s *session) flushHeld() {
+	if bw := s.cw.W; bw != nil && bw.Buffered() > 0 {
+		if bw.Flush() == nil {
+			s.lastAnswer.Store(time.Now().UnixNano())
+		}
+	}
 }
 
 // closeBody closes and forgets the exchange's body; what the backend still
