@@ -63,14 +63,16 @@ func (s *session) queue(x *exchange) {
 		s.complete(x)
 		return
 	}
+	if s.fifo == nil {
+		// The first burst: an idle session that never pipelined holds
+		// neither the FIFO nor the answer goroutine.
+		s.fifo = make(chan *exchange, s.limits.PipelineDepth)
+		go s.answerLoop(s.fifo)
+	}
 	if !more || len(s.fifo) >= cap(s.fifo)-1 {
 		if err := s.flushBackend(); err != nil && x.err == nil {
 			x.err = err
 		}
-	}
-	if !s.answering {
-		s.answering = true
-		go s.answerLoop()
 	}
 	s.pending.Add(1)
 	s.inflight.Add(1)
@@ -104,8 +106,8 @@ func (s *session) busy() bool { return s.pending.Load() > 0 }
 
 // answerLoop is the answer goroutine: it completes queued exchanges in
 // order until the session ends.
-func (s *session) answerLoop() {
-	for x := range s.fifo {
+func (s *session) answerLoop(fifo <-chan *exchange) {
+	for x := range fifo {
 		s.answerOne(x)
 	}
 }

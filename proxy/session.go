@@ -63,10 +63,9 @@ type session struct {
 	cancel context.CancelFunc
 
 	// The pipeline (answer.go).
-	fifo      chan *exchange // exchanges whose answers the answer goroutine writes, in order
-	pending   atomic.Int32   // exchanges queued and not yet completed
-	inflight  sync.WaitGroup // the same count, to wait on
-	answering bool           // the answer goroutine was started
+	fifo     chan *exchange // exchanges whose answers the answer goroutine writes, in order; nil until the first burst
+	pending  atomic.Int32   // exchanges queued and not yet completed
+	inflight sync.WaitGroup // the same count, to wait on
 
 	tally tally     // owned by whoever completes exchanges (see above)
 	auth  authState // owned by the reading goroutine
@@ -116,7 +115,6 @@ func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id strin
 		limits: limits,
 		tcp:    conn,
 		raw:    conn,
-		fifo:   make(chan *exchange, limits.PipelineDepth),
 		chain:  lst.chain(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -450,7 +448,9 @@ func (s *session) moreBuffered() bool {
 func (s *session) finish() {
 	s.endOnce.Do(func() {
 		s.cancel()
-		close(s.fifo) // the reading goroutine, which runs finish, was its only sender
+		if s.fifo != nil {
+			close(s.fifo) // the reading goroutine, which runs finish, was its only sender
+		}
 		s.inflight.Wait()
 		s.setReason("client-closed")
 		if s.be != nil {
