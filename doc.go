@@ -3,9 +3,13 @@
 // scans mail with ClamAV on its way to the client, in front of POP3 servers
 // that stay as they are.
 //
-// Package main reads the HCL configuration (config*.go), validates it with
-// source-located diagnostics, and wires the packages together (run.go):
-// parser is the POP3 codec, proxy runs listeners and sessions, filters and
-// its sub-packages are the policy chain, tlsconf manages certificates.
-// Neither proxy nor filters import HCL.
+// Package main only wires the other packages together: main.go is the
+// command line (run, validate, version, audit verify), run.go builds what
+// a configuration describes and runs it, reloading on SIGHUP, and
+// run_generations.go closes filter instances once no configuration
+// generation holds them. config reads and validates the HCL file into the
+// option types of proxy (listeners, sessions, backends), tlsconf
+// (certificates), and the filters (the policy chain); metrics serves
+// Prometheus metrics and backend health. parser is the POP3 codec. Neither
+// proxy nor the filters import HCL.
 package main

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+
+	"github.com/popgate/popgate/config"
 )
 
 // version is the release version, set at build time with
@@ -90,7 +92,7 @@ func usageError(stderr io.Writer, msg string) int {
 func configFlags(name string, args []string, stderr io.Writer, positional bool) (path string, given bool, status int, ok bool) {
 	fset := flag.NewFlagSet(name, flag.ContinueOnError)
 	fset.SetOutput(stderr)
-	fset.StringVar(&path, "config", defaultConfigFile, "configuration `FILE`")
+	fset.StringVar(&path, "config", config.DefaultFile, "configuration `FILE`")
 	fset.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: popgate %s [-config FILE]\n", name)
 		fset.PrintDefaults()
@@ -114,14 +116,14 @@ func configFlags(name string, args []string, stderr io.Writer, positional bool) 
 // selectConfig loads the configuration file path; when it was not given
 // explicitly and does not exist, it returns the built-in configuration and
 // an empty source.
-func selectConfig(path string, given bool) (cfg *Config, source string, files map[string]*hcl.File, diags hcl.Diagnostics) {
+func selectConfig(path string, given bool) (cfg *config.Config, source string, files map[string]*hcl.File, diags hcl.Diagnostics) {
 	if !given {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-			cfg, files, diags = builtinConfig()
+			cfg, files, diags = config.Builtin()
 			return cfg, "", files, diags
 		}
 	}
-	cfg, files, diags = loadConfig(path)
+	cfg, files, diags = config.Load(path)
 	return cfg, path, files, diags
 }
 
@@ -133,13 +135,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return status
 	}
 	cfg, source, files, diags := selectConfig(path, given)
-	if err := writeDiagnostics(stderr, files, diags); err != nil {
+	if err := config.WriteDiagnostics(stderr, files, diags); err != nil {
 		fmt.Fprintf(stderr, "popgate: %v\n", err)
 	}
 	if diags.HasErrors() || cfg == nil {
 		return 1
 	}
-	logger := newLogger(cfg.Log, stderr)
+	logger := config.NewLogger(cfg.Log, stderr)
 	if source == "" {
 		logger.Info("no configuration file found, using built-in defaults",
 			"looked_for", path, "listen", cfg.Listeners[0].Address, "backend", cfg.Backends[0].Address)
@@ -159,7 +161,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 		return status
 	}
 	cfg, source, files, diags := selectConfig(path, given)
-	if err := writeDiagnostics(stderr, files, diags); err != nil {
+	if err := config.WriteDiagnostics(stderr, files, diags); err != nil {
 		fmt.Fprintf(stderr, "popgate: %v\n", err)
 	}
 	if diags.HasErrors() || cfg == nil {

@@ -11,8 +11,28 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/popgate/popgate/config"
 	"github.com/popgate/popgate/filters/audit"
 )
+
+// base is the smallest valid configuration: six lines, so text appended
+// to it starts on line 7.
+const base = `listener "pop3" {
+  address = "127.0.0.1:1110"
+}
+backend "local" {
+  address = "127.0.0.1:110"
+}
+`
+
+// fixTestdataModes gives testdata's secrets file the mode the apop filter
+// requires; git does not keep it.
+func fixTestdataModes(t *testing.T) {
+	t.Helper()
+	if err := os.Chmod("testdata/config/apop.secrets", 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // runCLI runs cli with args and returns the exit status and both outputs.
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -25,7 +45,7 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 // fakeServe replaces serve for one test and records its arguments.
 type fakeServe struct {
 	called bool
-	cfg    *Config
+	cfg    *config.Config
 	path   string
 	err    error
 }
@@ -34,7 +54,7 @@ func stubServe(t *testing.T, err error) *fakeServe {
 	t.Helper()
 	f := &fakeServe{err: err}
 	old := serve
-	serve = func(cfg *Config, path string, logger hclog.Logger) error {
+	serve = func(cfg *config.Config, path string, logger hclog.Logger) error {
 		f.called, f.cfg, f.path = true, cfg, path
 		logger.Info("fake server ran")
 		return f.err

@@ -3,9 +3,6 @@ package main
 import (
 	"sync"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/popgate/popgate/filters/audit"
 	"github.com/popgate/popgate/proxy"
 )
 
@@ -17,29 +14,6 @@ type generation struct {
 	pcfg     *proxy.Config
 	insts    map[string]*filterInstance // by filter name
 	filesErr error                      // what the build could not re-read
-}
-
-// setVerdictAudits sends the verdicts of g's clamav filters to g's audit
-// filters, and returns a func that restores where they went before (for a
-// refused reload).
-func (g *generation) setVerdictAudits() (undo func()) {
-	var audits []*audit.Filter
-	for _, fi := range g.insts {
-		if af, ok := fi.filter.(*audit.Filter); ok {
-			audits = append(audits, af)
-		}
-	}
-	prev := map[*verdictFanout][]*audit.Filter{}
-	for _, fi := range g.insts {
-		if fan, ok := fi.filter.(*verdictFanout); ok {
-			prev[fan] = fan.set(audits)
-		}
-	}
-	return func() {
-		for fan, p := range prev {
-			fan.set(p)
-		}
-	}
 }
 
 // filterRefs counts, for each filter instance, the generations that hold
@@ -98,18 +72,4 @@ func (r *filterRefs) discard(g *generation) {
 	for _, fi := range unused {
 		closeFilter(fi.filter)
 	}
-}
-
-// newAuditWriteErrors returns popgate_audit_write_errors_total, registered
-// with m (when metrics are served): audit records that could not be
-// written, by audit filter name.
-func newAuditWriteErrors(m *metrics) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "popgate_audit_write_errors_total",
-		Help: "Audit records that could not be written and are lost, by audit filter.",
-	}, []string{"filter"})
-	if m != nil {
-		m.reg.MustRegister(c)
-	}
-	return c
 }

@@ -7,15 +7,17 @@ import (
 	"github.com/hashicorp/go-hclog"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/popgate/popgate/config"
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/audit"
+	"github.com/popgate/popgate/metrics"
 )
 
 // closeCounter is a filter that counts its Close calls.
 type closeCounter struct{ closed int }
 
-func (c *closeCounter) Name() string                              { return "counter" }
-func (c *closeCounter) Wrap(next filters.Handler) filters.Handler { return next }
-func (c *closeCounter) Close() error                              { c.closed++; return nil }
+func (c *closeCounter) Name() string { return "counter" }
+func (c *closeCounter) Close() error { c.closed++; return nil }
 
 func inst(c *closeCounter) *filterInstance { return &filterInstance{filter: c} }
 
@@ -57,8 +59,8 @@ func TestAuditWriteErrorsCounted(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
 		t.Skip("no /dev/full")
 	}
-	a := &app{logger: hclog.NewNullLogger(), auditErrors: newAuditWriteErrors(nil)}
-	f, err := a.newFilter(FilterConfig{Type: "audit", Name: "trail", Settings: &AuditFilterConfig{Path: "/dev/full", Chain: true}})
+	a := &app{logger: hclog.NewNullLogger(), metrics: metrics.New(nil)}
+	f, err := a.newFilter(config.Filter{Type: "audit", Name: "trail", Settings: &audit.Config{Path: "/dev/full", Chain: true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,10 +69,63 @@ func TestAuditWriteErrorsCounted(t *testing.T) {
 	f.(filters.Observer).SessionStarted(s)
 	f.(filters.Observer).SessionEnded(s, filters.SessionEnd{})
 	var m dto.Metric
-	if err := a.auditErrors.WithLabelValues("trail").Write(&m); err != nil {
+	if err := a.metrics.AuditWriteErrors("trail").Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	if n := m.GetCounter().GetValue(); n != 2 {
 		t.Errorf("popgate_audit_write_errors_total{filter=\"trail\"} = %v, want 2", n)
 	}
+}
+
+// TestUnchangedFiltersKeptAcrossReload: a reload that leaves a filter
+// block as it was keeps its instance (an audit chain never forks), and a
+// changed block gets a new one. The decoded settings stay comparable
+// because the run-time wiring (the spool budget, the lost-record counter)
+// goes on a copy.
+func TestUnchangedFiltersKeptAcrossReload(t *testing.T) {
+	dir := t.TempDir()
+	src := func(deny string) []byte {
+		return []byte(`listener "pop3" {
+  address = "127.0.0.1:1110"
+}
+backend "local" {
+  address = "127.0.0.1:110"
+}
+filter "audit" {
+  path  = "` + dir + `/audit.jsonl"
+  chain = true
+}
+filter "clamav" {}
+filter "policy" {
+  deny = ["` + deny + `"]
+}
+`)
+	}
+	parse := func(deny string) *config.Config {
+		cfg, _, diags := config.Parse(src(deny), "test.hcl")
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		return cfg
+	}
+	a := &app{logger: hclog.NewNullLogger(), metrics: metrics.New(nil), filters: map[string]*filterInstance{}}
+	first, err := a.buildFilters(parse("DELE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.filters = first
+	second, err := a.buildFilters(parse("TOP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"audit", "clamav"} {
+		if second[name] != first[name] {
+			t.Errorf("unchanged filter %q got a new instance", name)
+		}
+	}
+	if second["policy"] == first["policy"] {
+		t.Error("changed filter \"policy\" kept its old instance")
+	}
+	closeFilter(first["audit"].filter)
+	closeFilter(first["clamav"].filter)
 }

@@ -37,35 +37,62 @@ func (s State) String() string {
 	return "UNKNOWN"
 }
 
-// Handler serves one exchange: a client command and its response.
-type Handler interface {
-	Serve(ctx context.Context, ex *Exchange) error
-}
-
-// HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, ex *Exchange) error
-
-// Serve calls f.
-func (f HandlerFunc) Serve(ctx context.Context, ex *Exchange) error { return f(ctx, ex) }
-
-var _ Handler = HandlerFunc(nil)
-
-// Middleware wraps a Handler in a filter.
-type Middleware func(next Handler) Handler
-
-// Filter is one configured filter.
+// Filter is one configured filter. It takes part in exchanges through the
+// optional interfaces below; the proxy runs every filter of a listener's
+// chain, in the order the configuration lists them.
 type Filter interface {
 	// Name is the filter's type name as written in the configuration.
 	Name() string
-	// Wrap returns a Handler that runs the filter and then next.
-	Wrap(next Handler) Handler
 }
 
-// Exclusive is implemented by filters that may call next more than once
-// for some commands. Such exchanges are never pipelined with others, so the
-// extra round trips cannot interleave with another command's.
+// CommandFilter sees each command on its way to the backend, in the order
+// the client sent them, on the session's reading goroutine. It may edit
+// Exchange.Out, or answer locally by setting Exchange.Response (and Body):
+// the command is then not sent, and the filters after it in the chain do
+// not see it. Returning a *parser.Error answers with that error; any other
+// error ends the session.
+type CommandFilter interface {
+	Command(ctx context.Context, ex *Exchange) error
+}
+
+// ResponseFilter sees each answer on its way to the client, in order. It
+// may edit Exchange.Response and wrap or replace Exchange.Body. Response
+// filters run in the reverse order of the chain, innermost first, and only
+// for filters whose Command side saw the exchange (or that have none), so
+// the filter nearest the client sees the final answer. Errors are treated
+// as for CommandFilter.
+type ResponseFilter interface {
+	Response(ctx context.Context, ex *Exchange) error
+}
+
+// Exclusive is implemented by filters that need the backend to themselves
+// for some exchanges: to make extra round trips through Exchange.Backend
+// (audit's one UIDL listing, policy's one LIST, APOP's USER before PASS),
+// or to see every earlier answer before deciding (clamav's keep_replaced).
+// The session then lets every earlier exchange finish and runs this one
+// alone. It is asked on the session's reading goroutine, before the
+// Command side; keep it cheap and make it rare.
 type Exclusive interface {
-	Exclusive(cmd parser.Command, s *Session) bool
+	Exclusive(ex *Exchange) bool
+}
+
+// Finisher is implemented by filters that want to know when an exchange
+// is over: its answer went out whole, or failed. Finish runs in chain
+// order after every ResponseFilter, so it sees what the others put on the
+// Exchange (Verdict) whatever their order.
+type Finisher interface {
+	Finish(ex *Exchange)
+}
+
+// Backend makes extra round trips for a filter during an exclusive
+// exchange. Commands go straight to what answers the exchange (the backend,
+// or popgate's own AUTHORIZATION server in after-auth mode), unseen by
+// other filters.
+type Backend interface {
+	// Call sends cmd and returns the answer. body is non-nil when
+	// parser.HasBody says one follows; it is valid until the next Call or
+	// the end of the Command side, and what is left of it is drained then.
+	Call(ctx context.Context, cmd parser.Command) (resp parser.Response, body io.Reader, err error)
 }
 
 // LoginRewriter is implemented by filters that edit a login after the
@@ -90,16 +117,6 @@ type PasswordVerifier interface {
 type Observer interface {
 	SessionStarted(s *Session)
 	SessionEnded(s *Session, end SessionEnd)
-}
-
-// Chain returns final wrapped by filters, the first filter outermost, so
-// filters run in the order given.
-func Chain(final Handler, fs ...Filter) Handler {
-	h := final
-	for i := len(fs) - 1; i >= 0; i-- {
-		h = fs[i].Wrap(h)
-	}
-	return h
 }
 
 // Login holds the credentials of a login in progress or done. The proxy
@@ -193,6 +210,30 @@ type Exchange struct {
 	// Prompt, set by the session, sends a SASL continuation to the client
 	// and returns the client's next line (RFC 5034). It is nil outside AUTH.
 	Prompt func(ctx context.Context, challenge parser.Response) (string, error)
+	// User is the login name this exchange claims, when a filter learned
+	// it where the session cannot (inside a CRAM-MD5 response it answered
+	// itself). The session, the only writer of Session.Login, records it.
+	User string
+	// Backend makes extra round trips; it is set only while an exclusive
+	// exchange runs its Command side (see Exclusive).
+	Backend Backend
 	// Started is when the session read the command.
 	Started time.Time
+	// Verdict is the virus scanner's verdict on the message of a RETR or
+	// TOP, set by the clamav filter; nil when nothing scanned it.
+	Verdict *Verdict
+	// Err is why the exchange failed, when it did: set by the session
+	// before Finish.
+	Err error
+}
+
+// Verdict is what a scanner decided about a message and did with it.
+type Verdict struct {
+	Scanned bool   // the scanner gave a verdict (else see Err)
+	Clean   bool   // no virus found
+	Virus   string // the virus name when not Clean
+	Action  string // "deliver", "replace", "reject", "tempfail", "pass"
+	Size    int64  // octets of the message as scanned
+	Wait    time.Duration
+	Err     error // why no verdict was reached (scanner down, too large, ...)
 }

@@ -1,11 +1,6 @@
 package proxy
 
 import (
-	"bufio"
-	"crypto/hmac"
-	"crypto/md5"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -21,43 +16,9 @@ import (
 )
 
 // Tests of what an attacker tries against logins and limits: throttling
-// evasions, error counting, per-address slots, and logins the proxy must
-// name even when the client runs them with the backend directly.
-
-func TestMaxErrorsCountsOnlyClientProtocolErrors(t *testing.T) {
-	fb := newFakeBackend(t, "one\r\n", "two\r\n")
-	_, addr := startProxy(t, fb.addr(), nil)
-	c := dialClient(t, addr)
-	reviewLogin(c)
-	c.send("DELE 1\r\n")
-	c.expect("+OK")
-	// Backend refusals are not the client's protocol errors: eight of
-	// them in a row must not close the session and lose the DELE.
-	for i := 0; i < 8; i++ {
-		c.send("RETR 9\r\n")
-		c.expect("-ERR no such message")
-	}
-	c.send("QUIT\r\n")
-	c.expect("+OK bye")
-	if v := waitDone(t, fb); v != "quit" {
-		t.Fatalf("backend connection ended with %q, want the client's QUIT", v)
-	}
-}
-
-func TestMaxErrorsStillCountsProtocolErrorsAcrossBackendRefusals(t *testing.T) {
-	fb := newFakeBackend(t, "one\r\n")
-	_, addr := startProxy(t, fb.addr(), nil)
-	c := dialClient(t, addr)
-	reviewLogin(c)
-	for i := 0; i < 5; i++ {
-		c.send("FOO\r\nRETR 9\r\n")
-		c.expect("-ERR unknown command")
-		if i < 4 {
-			c.expect("-ERR no such message")
-		}
-	}
-	c.expect("-ERR too many errors")
-}
+// evasions and per-address slots. Error counting, and the logins the proxy
+// must name even when the client runs them with the backend directly, are
+// transcripts (testdata/transcripts/max_errors_*, passthrough_*).
 
 func TestThrottleKeysUserAfterRewriting(t *testing.T) {
 	fb := newFakeBackend(t)
@@ -149,23 +110,23 @@ func TestProxyV2UnixAddressReleasesItsSlot(t *testing.T) {
 
 func TestLoginChargedWhenClientHangsUpBeforeTheAnswer(t *testing.T) {
 	gotPass, release := make(chan struct{}), make(chan struct{})
-	backend := scriptBackend(t, func(c net.Conn, r *bufio.Reader) {
-		fmt.Fprintf(c, "+OK ready\r\n")
+	backend := newScriptBackend(t, func(bc *scriptConn) {
+		bc.send("+OK ready")
 		for {
-			line, err := r.ReadString('\n')
+			line, err := bc.readLine()
 			if err != nil {
 				return
 			}
 			switch {
 			case strings.HasPrefix(line, "USER"):
-				fmt.Fprintf(c, "+OK\r\n")
+				bc.send("+OK")
 			case strings.HasPrefix(line, "PASS"):
 				close(gotPass)
 				<-release // a slow answer, as Dovecot gives to a wrong password
-				fmt.Fprintf(c, "-ERR [AUTH] bad\r\n")
+				bc.send("-ERR [AUTH] bad")
 			}
 		}
-	})
+	}).addr()
 	ended := &loginObserver{ended: make(chan filters.Login, 1)}
 	srv, addr := startProxy(t, backend, func(c *Config) { c.Listeners[0].Filters = []filters.Filter{ended} })
 	c := dialClient(t, addr)
@@ -216,93 +177,8 @@ func TestThrottleRefundsOnSuccess(t *testing.T) {
 	fb := newFakeBackend(t)
 	srv, addr := startProxy(t, fb.addr(), nil)
 	c := dialClient(t, addr)
-	reviewLogin(c)
+	c.login()
 	if n := srv.throttle.fails("net:127.0.0.1/32"); n != 0 {
 		t.Fatalf("a successful login left %d failures on its address", n)
 	}
-}
-
-// saslBackend answers AUTH LOGIN and CRAM-MD5 with their continuations and
-// records the decoded client responses.
-func saslBackend(t *testing.T, got chan<- string) string {
-	return scriptBackend(t, func(c net.Conn, r *bufio.Reader) {
-		fmt.Fprintf(c, "+OK ready\r\n")
-		read := func() string {
-			l, _ := r.ReadString('\n')
-			raw, _ := b64decode(strings.TrimSuffix(l, "\r\n"))
-			got <- raw
-			return raw
-		}
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			switch strings.TrimSuffix(line, "\r\n") {
-			case "AUTH LOGIN":
-				fmt.Fprintf(c, "+ %s\r\n", b64("Username:"))
-				read()
-				fmt.Fprintf(c, "+ %s\r\n", b64("Password:"))
-				read()
-				fmt.Fprintf(c, "+OK logged in\r\n")
-			case "AUTH CRAM-MD5":
-				fmt.Fprintf(c, "+ %s\r\n", b64("<1.2@backend>"))
-				read()
-				fmt.Fprintf(c, "+OK logged in\r\n")
-			case "QUIT":
-				fmt.Fprintf(c, "+OK bye\r\n")
-				return
-			default:
-				fmt.Fprintf(c, "-ERR unknown\r\n")
-			}
-		}
-	})
-}
-
-func TestPassthroughSASLNamesAndRewritesUser(t *testing.T) {
-	rw, err := rewrite.New(rewrite.Config{StripDomain: true, Lowercase: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac := hmac.New(md5.New, []byte("secret"))
-	mac.Write([]byte("<1.2@backend>"))
-	digest := hex.EncodeToString(mac.Sum(nil))
-	for _, tc := range []struct {
-		mech      string
-		responses []string
-		backend   []string // what the backend must receive, decoded
-	}{
-		{"LOGIN", []string{"Alice@Example.COM", "pw"}, []string{"alice", "pw"}},
-		{"CRAM-MD5", []string{"Alice@Example.COM " + digest}, []string{"alice " + digest}},
-	} {
-		t.Run(tc.mech, func(t *testing.T) {
-			got := make(chan string, 4)
-			ended := &loginObserver{ended: make(chan filters.Login, 1)}
-			_, addr := startProxy(t, saslBackend(t, got), func(c *Config) {
-				c.Listeners[0].Filters = []filters.Filter{rw, ended}
-			})
-			c := dialClient(t, addr)
-			c.expect("+OK")
-			c.send("AUTH " + tc.mech + "\r\n")
-			for i, resp := range tc.responses {
-				c.expect("+ ")
-				c.send(b64(resp) + "\r\n")
-				if b := <-got; b != tc.backend[i] {
-					t.Fatalf("backend got %q, want %q", b, tc.backend[i])
-				}
-			}
-			c.expect("+OK logged in")
-			c.send("QUIT\r\n")
-			c.expect("+OK")
-			l := <-ended.ended
-			if l.User != "Alice@Example.COM" || l.BackendUser != "alice" || l.Mechanism != strings.ToLower(tc.mech) {
-				t.Fatalf("login recorded as %+v", l)
-			}
-		})
-	}
-}
-
-func b64decode(s string) (string, error) {
-	b, err := base64.StdEncoding.DecodeString(s)
-	return string(b), err
 }

@@ -2,7 +2,7 @@ package proxy
 
 import (
 	"context"
-	"encoding/base64"
+
 	"errors"
 	"strings"
 
@@ -26,7 +26,7 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 			user = ex.Out.Arg(0) // a filter translated APOP or AUTH into USER
 		}
 		*l = filters.Login{User: user, BackendUser: ex.Out.Arg(0), Mechanism: "user"}
-		s.userPending = true
+		s.auth.userPending = true
 		ex.Response = parser.OK("send PASS")
 	case "PASS":
 		if l.User == "" {
@@ -34,7 +34,13 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 			return nil
 		}
 		l.Password = ex.Out.Arg(0)
-		s.userPending = false
+		s.auth.userPending = false
+		switch ex.Command.Verb {
+		case "APOP": // a filter verified the digest and made USER and PASS of it
+			l.Mechanism = "apop"
+		case "AUTH":
+			l.Mechanism = saslMechanism(ex.Command.Arg(0))
+		}
 		ex.Response = s.login(ctx)
 	case "QUIT":
 		ex.Response = parser.OK("popgate signing off")
@@ -176,10 +182,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 		return ex.Prompt(ctx, parser.Continue(challenge))
 	}
 	decode := func(v string) ([]byte, error) {
-		if v == "=" {
-			return nil, nil
-		}
-		b, err := base64.StdEncoding.DecodeString(v)
+		b, err := parser.DecodeSASL(v)
 		if err != nil {
 			return nil, parser.NewError("", "malformed base64 in SASL response", err)
 		}
@@ -197,9 +200,6 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 		raw, err := decode(ir)
 		if err != nil {
 			return err
-		}
-		if raw == nil {
-			raw = []byte{} // "=": an empty response, not a missing one
 		}
 		var ident, user, pass string
 		srv := sasl.NewPlainServer(func(identity, username, password string) error {
@@ -220,7 +220,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 			user, err = decode(ir)
 		} else {
 			var v string
-			if v, err = next(base64.StdEncoding.EncodeToString([]byte("Username:"))); err != nil {
+			if v, err = next(parser.EncodeSASL([]byte("Username:"))); err != nil {
 				return err
 			}
 			user, err = decode(v)
@@ -228,7 +228,7 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 		if err != nil {
 			return err
 		}
-		v, err := next(base64.StdEncoding.EncodeToString([]byte("Password:")))
+		v, err := next(parser.EncodeSASL([]byte("Password:")))
 		if err != nil {
 			return err
 		}
@@ -255,11 +255,11 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 // pipelined after STLS in plaintext is discarded, never executed, and any
 // USER given before is forgotten.
 func (s *session) startTLS() bool {
-	s.userPending = false
-	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.stlsDone {
-		return s.localReply(parser.Err("", "STLS not available"))
+	s.auth.userPending = false
+	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.auth.stlsDone {
+		return s.refuse(parser.Err("", "STLS not available"))
 	}
-	s.stlsDone = true
+	s.auth.stlsDone = true
 	if err := s.writer().WriteResponse(parser.OK("begin TLS negotiation")); err != nil {
 		s.setReason("client-write")
 		return false

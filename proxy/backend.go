@@ -64,7 +64,7 @@ func (s *session) dial(ctx context.Context, b *Backend) (*backendConn, error) {
 func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, error) {
 	connectTimeout := b.ConnectTimeout
 	if connectTimeout <= 0 {
-		connectTimeout = 10 * time.Second
+		connectTimeout = DefaultConnectTimeout
 	}
 	readTimeout := b.ReadTimeout
 	if readTimeout <= 0 {
@@ -148,6 +148,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	}
 	conn.SetDeadline(time.Time{})
 	bc.tc.readTimeout, bc.tc.writeTimeout = readTimeout, readTimeout
+	bc.tc.onRead = s.flushHeld
 	bc.stop = stop
 	ok = true
 	return bc, nil

@@ -16,116 +16,44 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/popgate/popgate/filters"
 )
 
-// benchBackend is a POP3 server that answers from prepared bytes: any
-// login succeeds, NOOP, RETR n of its messages, QUIT. It costs as little
-// as a server can, so the proxy's share stands out.
-type benchBackend struct {
-	ln   net.Listener
-	wire [][]byte // "+OK ...", stuffed body and terminator, per message
-}
-
-func newBenchBackend(b *testing.B, messages ...[]byte) *benchBackend {
+// newBenchBackend starts the tests' mailbox backend (script_backend_test.go)
+// over messages, taking any password: it answers from prepared bytes, a
+// pipelined burst in one write, and records nothing under a benchmark, so
+// it costs as little as a server can and the proxy's share stands out.
+func newBenchBackend(b *testing.B, messages ...[]byte) *scriptBackend {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
+	m := newMailbox()
+	m.greeting, m.passwords = "+OK bench ready <1.2@bench>", nil
+	for _, msg := range messages {
+		m.wire = append(m.wire, []byte(fmt.Sprintf("+OK %d octets\r\n%s.\r\n", len(msg), stuff(msg))))
 	}
-	bb := &benchBackend{ln: ln}
-	for _, m := range messages {
-		var w bytes.Buffer
-		fmt.Fprintf(&w, "+OK %d octets\r\n", len(m))
-		for _, line := range bytes.SplitAfter(m, []byte("\r\n")) {
-			if len(line) > 0 && line[0] == '.' {
-				w.WriteByte('.')
-			}
-			w.Write(line)
-		}
-		w.WriteString(".\r\n")
-		bb.wire = append(bb.wire, w.Bytes())
-	}
-	b.Cleanup(func() { ln.Close() })
-	go bb.serve()
-	return bb
-}
-
-func (bb *benchBackend) addr() string { return bb.ln.Addr().String() }
-
-func (bb *benchBackend) serve() {
-	for {
-		c, err := bb.ln.Accept()
-		if err != nil {
-			return
-		}
-		go bb.handle(c)
-	}
-}
-
-func (bb *benchBackend) handle(c net.Conn) {
-	defer c.Close()
-	r := bufio.NewReaderSize(c, 4096)
-	w := bufio.NewWriterSize(c, 4096) // large bodies bypass the buffer
-	w.WriteString("+OK bench ready <1.2@bench>\r\n")
-	w.Flush()
-	for {
-		line, err := r.ReadSlice('\n')
-		if err != nil {
-			return
-		}
-		verb, arg, _ := strings.Cut(strings.TrimRight(string(line), "\r\n"), " ")
-		switch strings.ToUpper(verb) {
-		case "RETR":
-			n, _ := strconv.Atoi(arg)
-			if n < 1 || n > len(bb.wire) {
-				w.WriteString("-ERR no such message\r\n")
-				break
-			}
-			w.Write(bb.wire[n-1])
-		case "QUIT":
-			w.WriteString("+OK bye\r\n")
-			w.Flush()
-			return
-		case "CAPA":
-			w.WriteString("+OK\r\nUSER\r\nPIPELINING\r\n.\r\n")
-		default: // USER, PASS, NOOP, ...
-			w.WriteString("+OK\r\n")
-		}
-		if r.Buffered() == 0 { // answer a pipelined burst in one write
-			if err := w.Flush(); err != nil {
-				return
-			}
-		}
-	}
+	return newScriptBackend(b, m.serve)
 }
 
 // benchProxy starts a proxy in front of backend and returns the address
 // of its listener.
-func benchProxy(b *testing.B, backend string, connect ConnectMode, tlsConf *tls.Config) string {
+func benchProxy(b *testing.B, backend string, connect ConnectMode, tlsConf *tls.Config, fs ...filters.Filter) string {
 	b.Helper()
 	l := Listener{Name: "bench", Address: "127.0.0.1:0", Backend: "be", Connect: connect,
-		Limits: Limits{PreLoginTimeout: time.Hour}}
+		Limits: Limits{PreLoginTimeout: time.Hour}, Filters: fs}
 	if tlsConf != nil {
 		l.TLS, l.TLSConfig = TLSImplicit, tlsConf
 	}
@@ -190,11 +118,21 @@ func (bc *benchClient) body(b *testing.B) int {
 	}
 }
 
-// benchTargets runs fn against the backend directly and through popgate.
+// benchTargets runs fn against the backend directly, through popgate, and
+// through popgate with a filter that has both sides and does nothing (the
+// cost of the chain itself, and of decoding bodies for it).
 func benchTargets(b *testing.B, backend string, fn func(b *testing.B, addr string)) {
 	b.Run("direct", func(b *testing.B) { fn(b, backend) })
 	b.Run("popgate", func(b *testing.B) { fn(b, benchProxy(b, backend, ConnectOnAccept, nil)) })
+	b.Run("popgate-filter", func(b *testing.B) { fn(b, benchProxy(b, backend, ConnectOnAccept, nil, benchFilter{})) })
 }
+
+// benchFilter is a filter with both sides that changes nothing.
+type benchFilter struct{}
+
+func (benchFilter) Name() string                                      { return "bench" }
+func (benchFilter) Command(context.Context, *filters.Exchange) error  { return nil }
+func (benchFilter) Response(context.Context, *filters.Exchange) error { return nil }
 
 func BenchmarkProxyNoop(b *testing.B) {
 	bb := newBenchBackend(b)
@@ -287,7 +225,7 @@ func BenchmarkProxyIdleSessions(b *testing.B) {
 			}
 			var conf *tls.Config
 			if tc.tls {
-				conf = benchTLSConfig(b)
+				conf = testTLSConfig(b)
 			}
 			addr := benchProxy(b, bb.addr(), tc.connect, conf)
 			heap0, stack0 := liveBytes()
@@ -353,22 +291,6 @@ func liveBytes() (heap, stack int64) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return int64(ms.HeapAlloc), int64(ms.StackInuse)
-}
-
-// benchTLSConfig is a server configuration with a fresh self-signed
-// ECDSA P-256 certificate, like the one the benchmarks use.
-func benchTLSConfig(b *testing.B) *tls.Config {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		b.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"localhost"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
 }
 
 // benchMessage is a message of about size octets: headers, then lines of

@@ -72,7 +72,7 @@ func (s *session) check(cmd parser.Command) *parser.Response {
 	}
 	if rule.numeric {
 		for _, a := range cmd.Args {
-			if !isNumber(a) {
+			if _, ok := parser.Count(a); !ok {
 				return refusal("", "invalid message number")
 			}
 		}
@@ -85,11 +85,11 @@ func (s *session) check(cmd parser.Command) *parser.Response {
 	}
 	if state == filters.Authorization && cmd.Verb == "PASS" {
 		switch {
-		case s.lst.Connect == ConnectAfterAuth && !s.userPending:
+		case s.lst.Connect == ConnectAfterAuth && !s.auth.userPending:
 			// RFC 1939: PASS follows a USER; after a failed PASS the
 			// client starts again with USER.
 			return refusal("", "send USER first")
-		case s.lst.Connect == ConnectOnAccept && s.stlsDone && s.info.Login.User == "":
+		case s.lst.Connect == ConnectOnAccept && s.auth.stlsDone && s.info.Login.User == "":
 			// RFC 2595 section 4: a USER given before STLS is forgotten.
 			// The backend saw it, so popgate refuses PASS until a new USER.
 			return refusal("", "send USER first")
@@ -106,51 +106,4 @@ func (s *session) needTLS() bool {
 func refusal(code, text string) *parser.Response {
 	r := parser.Err(code, text)
 	return &r
-}
-
-// isNumber accepts the message numbers and line counts of RFC 1939: up to
-// ten decimal digits.
-func isNumber(s string) bool {
-	if s == "" || len(s) > 10 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// handle dispatches one command; false ends the session.
-func (s *session) handle(cmd parser.Command) bool {
-	if reply := s.check(cmd); reply != nil {
-		return s.localReply(*reply)
-	}
-	if s.info.State() == filters.Authorization {
-		if cmd.Verb == "STLS" {
-			return s.startTLS()
-		}
-		s.dispatch(cmd, nil).wait()
-		return s.ctx.Err() == nil && !s.quitting.Load()
-	}
-	r := s.dispatch(cmd, nil)
-	if cmd.Verb == "QUIT" {
-		r.wait()
-		s.waitIdle()
-		return false
-	}
-	if s.info.State() != filters.Transaction {
-		r.wait()
-	}
-	return s.ctx.Err() == nil
-}
-
-// localReply answers in order with a fixed response.
-func (s *session) localReply(resp parser.Response) bool {
-	r := s.dispatch(parser.Command{Verb: "-"}, &resp)
-	if s.info.State() != filters.Transaction {
-		r.wait()
-	}
-	return s.ctx.Err() == nil
 }

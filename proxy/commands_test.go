@@ -16,13 +16,11 @@ type verbRecorder struct {
 }
 
 func (v *verbRecorder) Name() string { return "verb-recorder" }
-func (v *verbRecorder) Wrap(next filters.Handler) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		v.mu.Lock()
-		v.seen[ex.Command.Verb] = true
-		v.mu.Unlock()
-		return next.Serve(ctx, ex)
-	})
+func (v *verbRecorder) Command(ctx context.Context, ex *filters.Exchange) error {
+	v.mu.Lock()
+	v.seen[ex.Command.Verb] = true
+	v.mu.Unlock()
+	return nil
 }
 
 // TestReachesFiltersMatchesSession checks ReachesFilters against what a
@@ -52,7 +50,7 @@ func TestReachesFiltersMatchesSession(t *testing.T) {
 			c.body()
 		}
 	}
-	waitDone(t, fb)
+	fb.waitEnd()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for _, s := range script {

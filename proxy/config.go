@@ -100,15 +100,16 @@ func (l Limits) withDefaults() Limits {
 			*v = d
 		}
 	}
-	def(&l.MaxLine, 255)
-	def(&l.MaxErrors, 5)
-	def(&l.MaxAuthTries, 3)
-	def(&l.PipelineDepth, 128)
-	def(&l.IPv6Prefix, 64)
-	defd(&l.PreLoginTimeout, 60*time.Second)
-	defd(&l.IdleTimeout, 10*time.Minute)
-	defd(&l.WriteTimeout, 60*time.Second)
-	defd(&l.BackendTimeout, 60*time.Second)
+	d := DefaultLimits
+	def(&l.MaxLine, d.MaxLine)
+	def(&l.MaxErrors, d.MaxErrors)
+	def(&l.MaxAuthTries, d.MaxAuthTries)
+	def(&l.PipelineDepth, d.PipelineDepth)
+	def(&l.IPv6Prefix, d.IPv6Prefix)
+	defd(&l.PreLoginTimeout, d.PreLoginTimeout)
+	defd(&l.IdleTimeout, d.IdleTimeout)
+	defd(&l.WriteTimeout, d.WriteTimeout)
+	defd(&l.BackendTimeout, d.BackendTimeout)
 	return l
 }
 
@@ -130,6 +131,16 @@ type Listener struct {
 	// Filters is the chain for this listener's sessions, outermost first.
 	Filters []filters.Filter
 	Limits  Limits
+
+	ch *filters.Chain // Filters as a chain, built once when the server takes the Config
+}
+
+// chain returns the listener's filter chain.
+func (l *Listener) chain() *filters.Chain {
+	if l.ch == nil {
+		return filters.NewChain(l.Filters...)
+	}
+	return l.ch
 }
 
 // Router picks a backend name for a login name in after-auth mode. It
@@ -172,8 +183,10 @@ type Hooks struct {
 	SessionEnded   func(listener string, tls bool, end filters.SessionEnd)
 	Login          func(listener, mechanism, result string)
 	Command        func(verb, status string)
-	BackendDial    func(backend string, d time.Duration, err error)
-	Throttled      func(listener, reason string)
+	// Verdict reports a virus scanner's verdict on a RETR or TOP.
+	Verdict     func(listener string, v *filters.Verdict)
+	BackendDial func(backend string, d time.Duration, err error)
+	Throttled   func(listener, reason string)
 }
 
 // Logger is the logging interface the proxy uses.

@@ -12,122 +12,68 @@ import (
 	"github.com/popgate/popgate/parser"
 )
 
-// final is the innermost handler of every chain: before login in
-// after-auth mode it plays the POP3 server, otherwise it relays to the
-// backend.
-func (s *session) final(ctx context.Context, ex *filters.Exchange) error {
-	if s.info.State() == filters.Authorization && s.lst.Connect == ConnectAfterAuth {
-		return s.serveAuthorization(ctx, ex)
-	}
-	return s.roundTrip(ctx, ex)
-}
-
-// roundTrip sends ex.Out to the backend in FIFO order and reads its answer.
-func (s *session) roundTrip(ctx context.Context, ex *filters.Exchange) error {
-	r, _ := ctx.Value(runKey{}).(*run)
-	if r == nil {
-		return errors.New("proxy: exchange outside a session run")
-	}
-	if r.calls > 0 && !r.exclusive {
-		return fmt.Errorf("proxy: a filter called the backend twice for pipelined %s; it must implement filters.Exclusive", ex.Command.Verb)
-	}
-	r.calls++
-	be := s.be
-	if be == nil {
-		return parser.NewError(parser.CodeSysTemp, "not connected to a backend", nil)
-	}
-	var sasl *passthroughSASL
-	if s.info.State() == filters.Authorization {
-		switch {
-		case ex.Out.Verb == "AUTH" && len(ex.Out.Args) > 0:
-			l := &s.info.Login
-			*l = filters.Login{Mechanism: saslMechanism(ex.Out.Arg(0)), Backend: l.Backend}
-			sasl = &passthroughSASL{s: s, mech: strings.ToUpper(ex.Out.Arg(0))}
-			if len(ex.Out.Args) > 1 {
-				args := append([]string(nil), ex.Out.Args...)
-				args[1] = sasl.step(args[1])
-				ex.Out.Args = args
-				s.chargeLogin()
-			}
-		case ex.Out.Verb == "PASS" || ex.Out.Verb == "APOP":
-			if ex.Out.Verb == "APOP" {
-				s.info.Login = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "apop", Backend: s.info.Login.Backend}
-			}
+// trackLoginCommand follows a login the client makes with the backend
+// itself (on-accept mode) as its command goes out: it records who logs in
+// and how, names and rewrites the user of a SASL exchange, and charges the
+// attempt to the throttle before the credentials leave popgate.
+func (s *session) trackLoginCommand(x *exchange) {
+	ex := &x.ex
+	switch {
+	case ex.Out.Verb == "AUTH" && len(ex.Out.Args) > 0:
+		l := &s.info.Login
+		*l = filters.Login{Mechanism: saslMechanism(ex.Out.Arg(0)), Backend: l.Backend}
+		s.auth.sasl = &passthroughSASL{s: s, mech: strings.ToUpper(ex.Out.Arg(0))}
+		if len(ex.Out.Args) > 1 {
+			args := append([]string(nil), ex.Out.Args...)
+			args[1] = s.auth.sasl.step(args[1])
+			ex.Out.Args = args
 			s.chargeLogin()
 		}
+	case ex.Out.Verb == "APOP":
+		s.info.Login = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "apop", Backend: s.info.Login.Backend}
+		s.chargeLogin()
+	case ex.Out.Verb == "PASS":
+		s.chargeLogin()
 	}
-	r.acquireSend()
-	if ex.Out.Verb == "QUIT" {
-		// QUIT commits deletions: send it only once every earlier answer
-		// has gone out and the session is still alive (max_errors or a
-		// failed body may close it first). Flush what earlier pipelined
-		// commands left in the buffer, or their answers never come.
-		if be.w.Buffered() > 0 {
-			if err := be.w.Flush(); err != nil {
-				return fmt.Errorf("backend write: %w", err)
-			}
-		}
-		if !r.acquireOut() {
-			return context.Canceled
-		}
-	}
-	if err := be.w.WriteCommand(ex.Out); err != nil {
-		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrBadCommand) {
-			// A filter produced a command that cannot be sent as is;
-			// nothing was written.
-			return parser.NewError("", "command refused", err)
-		}
-		return fmt.Errorf("backend write: %w", err)
-	}
-	if err := r.flushBackend(); err != nil {
-		return err
-	}
-	if !r.exclusive {
-		r.releaseSend()
-	}
-	if !r.acquireOut() {
-		return context.Canceled
-	}
-	resp, err := be.r.ReadResponse()
-	if err != nil {
-		return fmt.Errorf("backend read: %w", err)
+}
+
+// relaySASL relays the backend's SASL continuations (RFC 5034) to the
+// client and the client's responses back, until the backend's final
+// answer, which it returns. Only an AUTH that runs alone may do this: the
+// reading goroutine then owns both connections.
+func (s *session) relaySASL(x *exchange, resp parser.Response) (parser.Response, error) {
+	be, ex := s.be, &x.ex
+	if ex.Prompt == nil || ex.Out.Verb != "AUTH" || !x.alone {
+		return resp, fmt.Errorf("backend sent a continuation to %s", ex.Out.Verb)
 	}
 	for resp.Status == parser.StatusContinue {
-		if ex.Prompt == nil || ex.Out.Verb != "AUTH" {
-			return fmt.Errorf("backend sent a continuation to %s", ex.Out.Verb)
-		}
-		line, perr := ex.Prompt(ctx, resp)
+		line, perr := ex.Prompt(s.ctx, resp)
 		if perr != nil {
 			var pe *parser.Error
 			if !errors.As(perr, &pe) {
-				return perr
+				return resp, perr
 			}
 			line = "*" // cancel the exchange on the backend too, then report
 		}
-		if perr == nil && sasl != nil {
-			line = sasl.step(line)
+		if perr == nil && s.auth.sasl != nil {
+			line = s.auth.sasl.step(line)
 			s.chargeLogin()
 		}
 		if err := be.w.WriteLine(line); err != nil {
-			return fmt.Errorf("backend write: %w", err)
+			return resp, fmt.Errorf("backend write: %w", err)
 		}
 		if err := be.w.Flush(); err != nil {
-			return fmt.Errorf("backend write: %w", err)
+			return resp, fmt.Errorf("backend write: %w", err)
 		}
+		var err error
 		if resp, err = be.r.ReadResponse(); err != nil {
-			return fmt.Errorf("backend read: %w", err)
+			return resp, fmt.Errorf("backend read: %w", err)
 		}
 		if perr != nil && resp.Status != parser.StatusContinue {
-			return perr
+			return resp, perr
 		}
 	}
-	if err := s.attachBody(ex, resp); err != nil {
-		return err
-	}
-	if s.info.State() == filters.Authorization {
-		s.trackPassthroughLogin(ex)
-	}
-	return nil
+	return resp, nil
 }
 
 // trackPassthroughLogin follows a login that the client makes directly
@@ -202,24 +148,17 @@ func isBase64(s string) bool {
 	return true
 }
 
-// maxCapaBytes bounds a backend's CAPA list.
-const maxCapaBytes = 16 * 1024
-
 // filterCapa reads the backend's CAPA body and keeps what a client can
 // really use through popgate (RFC 2449 section 6).
 func (s *session) filterCapa(body io.Reader) (*bytes.Reader, error) {
-	raw, err := io.ReadAll(io.LimitReader(body, maxCapaBytes+1))
+	lines, err := parser.ReadCapa(body)
 	if err != nil {
 		return nil, fmt.Errorf("backend CAPA: %w", err)
 	}
-	if len(raw) > maxCapaBytes {
-		return nil, errors.New("backend CAPA list too long")
-	}
 	auth := s.info.State() == filters.Authorization
 	var out bytes.Buffer
-	for _, line := range strings.Split(string(raw), "\r\n") {
-		name, _, _ := strings.Cut(line, " ")
-		switch strings.ToUpper(name) {
+	for _, line := range lines {
+		switch parser.CapaTag(line) {
 		case "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "LOGIN-DELAY":
 			out.WriteString(line + "\r\n")
 		case "USER", "SASL":

@@ -19,7 +19,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/popgate/popgate/filters"
-	"github.com/popgate/popgate/parser"
 )
 
 // FuzzSession drives one whole session with arbitrary client bytes against
@@ -136,21 +135,21 @@ func fuzzSessionSeeds() []string {
 	}
 }
 
-// fuzzTap is a filter that passes every exchange on unchanged, so sessions
-// take the general pipeline instead of the relay.
+// fuzzTap is a filter with both sides that passes every exchange on
+// unchanged, so bodies are decoded and re-encoded.
 type fuzzTap struct{ exclusive bool }
 
 func (f *fuzzTap) Name() string { return "fuzz-tap" }
 
-func (f *fuzzTap) Wrap(next filters.Handler) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		return next.Serve(ctx, ex)
-	})
-}
+// Command passes the command on.
+func (f *fuzzTap) Command(ctx context.Context, ex *filters.Exchange) error { return nil }
+
+// Response passes the answer on.
+func (f *fuzzTap) Response(ctx context.Context, ex *filters.Exchange) error { return nil }
 
 // Exclusive makes RETR and TOP exclusive exchanges when asked to.
-func (f *fuzzTap) Exclusive(cmd parser.Command, _ *filters.Session) bool {
-	return f.exclusive && (cmd.Verb == "RETR" || cmd.Verb == "TOP")
+func (f *fuzzTap) Exclusive(ex *filters.Exchange) bool {
+	return f.exclusive && (ex.Command.Verb == "RETR" || ex.Command.Verb == "TOP")
 }
 
 // fuzzVerifier is fuzzTap with a local password check, for master logins.

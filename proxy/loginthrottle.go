@@ -72,20 +72,23 @@ type loginCharge struct {
 // (settleLogin); a client that hangs up before the answer has still paid
 // for its guess.
 func (s *session) chargeLogin() {
-	if s.charge != nil {
+	if s.auth.charge != nil {
 		return
 	}
 	keys := s.throttleKeys()
-	s.charge = &loginCharge{keys: keys, delay: s.srv.throttle.fail(time.Now(), keys...)}
+	s.auth.charge = &loginCharge{keys: keys, delay: s.srv.throttle.fail(time.Now(), keys...)}
 }
 
 // loginDelay settles the outcome of a login attempt with the throttle and
 // returns how long to hold back a failure answer.
-func (s *session) loginDelay(r *run) time.Duration {
-	cmd, resp := r.ex.Command, r.ex.Response
-	charge := s.charge
-	s.charge = nil
-	if r.local != nil || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
+func (s *session) loginDelay(x *exchange) time.Duration {
+	cmd, resp := x.ex.Command, x.ex.Response
+	if s.info.State() == filters.Transaction && !x.alone {
+		return 0 // a pipelined exchange: no login in flight
+	}
+	charge := s.auth.charge
+	s.auth.charge = nil
+	if x.refused || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
 		return 0
 	}
 	if s.info.State() == filters.Transaction {

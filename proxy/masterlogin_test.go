@@ -1,10 +1,6 @@
 package proxy
 
 import (
-	"bufio"
-	"encoding/base64"
-	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -12,60 +8,48 @@ import (
 	"github.com/popgate/popgate/filters"
 )
 
-// secretsVerifier is a password verifier filter with fixed secrets.
-type secretsVerifier map[string]string
-
-func (v secretsVerifier) Name() string                              { return "verifier" }
-func (v secretsVerifier) Wrap(next filters.Handler) filters.Handler { return next }
-func (v secretsVerifier) VerifyPassword(user, password string) bool {
-	want, ok := v[user]
-	return ok && want == password
-}
-
-// masterBackend is a scripted backend that accepts any AUTH PLAIN and
-// records the decoded PLAIN responses and how many connections it took.
+// masterBackend is a backend that accepts any AUTH PLAIN and records the
+// decoded PLAIN responses; its scriptBackend counts the connections.
 type masterBackend struct {
+	be     *scriptBackend
 	mu     sync.Mutex
 	plains []string
-	conns  int
 }
 
 func (mb *masterBackend) start(t *testing.T) string {
-	return scriptBackend(t, func(c net.Conn, r *bufio.Reader) {
-		mb.mu.Lock()
-		mb.conns++
-		mb.mu.Unlock()
-		fmt.Fprintf(c, "+OK master-capable backend ready\r\n")
+	mb.be = newScriptBackend(t, func(bc *scriptConn) {
+		bc.send("+OK master-capable backend ready")
 		for {
-			line, err := r.ReadString('\n')
+			line, err := bc.readLine()
 			if err != nil {
 				return
 			}
-			verb, arg, _ := strings.Cut(strings.TrimSuffix(line, "\r\n"), " ")
+			verb, arg, _ := strings.Cut(line, " ")
 			switch strings.ToUpper(verb) {
 			case "AUTH":
 				_, ir, _ := strings.Cut(arg, " ")
-				raw, _ := base64.StdEncoding.DecodeString(ir)
+				raw, _ := b64decode(ir)
 				mb.mu.Lock()
-				mb.plains = append(mb.plains, string(raw))
+				mb.plains = append(mb.plains, raw)
 				mb.mu.Unlock()
-				fmt.Fprintf(c, "+OK logged in\r\n")
+				bc.send("+OK logged in")
 			case "STAT":
-				fmt.Fprintf(c, "+OK 1 10\r\n")
+				bc.send("+OK 1 10")
 			case "QUIT":
-				fmt.Fprintf(c, "+OK bye\r\n")
+				bc.send("+OK bye")
 				return
 			default:
-				fmt.Fprintf(c, "-ERR unknown\r\n")
+				bc.send("-ERR unknown")
 			}
 		}
 	})
+	return mb.be.addr()
 }
 
 func (mb *masterBackend) seen() (conns int, plains []string) {
 	mb.mu.Lock()
 	defer mb.mu.Unlock()
-	return mb.conns, append([]string(nil), mb.plains...)
+	return mb.be.connections(), append([]string(nil), mb.plains...)
 }
 
 // startMasterProxy runs an after-auth listener in front of a master-login
@@ -79,8 +63,6 @@ func startMasterProxy(t *testing.T, backend string, fs ...filters.Filter) string
 	})
 	return addr
 }
-
-func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
 
 func TestMasterLoginNeedsVerifiedPassword(t *testing.T) {
 	verifier := secretsVerifier{"alice": "right", "bob": "bobpw"}

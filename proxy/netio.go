@@ -22,11 +22,18 @@ type timeoutConn struct {
 	readTimeout  time.Duration // 0: leave the read deadline alone
 	writeTimeout time.Duration
 	in, out      *atomic.Int64
+	// onRead, when set, runs before every read: the buffered reader over
+	// the connection reads only when it has nothing left, so this is
+	// where a read may block.
+	onRead func()
 
 	readArmed, writeArmed time.Time // when each deadline was last moved
 }
 
 func (c *timeoutConn) Read(p []byte) (int, error) {
+	if c.onRead != nil {
+		c.onRead()
+	}
 	if c.readTimeout > 0 {
 		if now := time.Now(); now.Sub(c.readArmed) > c.readTimeout/8 {
 			c.Conn.SetReadDeadline(now.Add(c.readTimeout))

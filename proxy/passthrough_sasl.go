@@ -1,8 +1,9 @@
 package proxy
 
 import (
-	"encoding/base64"
 	"strings"
+
+	"github.com/popgate/popgate/parser"
 )
 
 // passthroughSASL follows an AUTH exchange that the client runs with the
@@ -32,8 +33,8 @@ func (p *passthroughSASL) step(line string) string {
 	if p.steps != 1 || line == "*" {
 		return line
 	}
-	raw, err := base64.StdEncoding.DecodeString(line)
-	if err != nil && line != "=" {
+	raw, err := parser.DecodeSASL(line)
+	if err != nil {
 		return line
 	}
 	switch p.mech {
@@ -48,11 +49,11 @@ func (p *passthroughSASL) step(line string) string {
 		}
 		var changed bool
 		if parts[i], changed = p.login(parts[i]); changed {
-			return base64.StdEncoding.EncodeToString([]byte(strings.Join(parts, "\x00")))
+			return parser.EncodeSASL([]byte(strings.Join(parts, "\x00")))
 		}
 	case "LOGIN":
 		if name, changed := p.login(string(raw)); changed {
-			return base64.StdEncoding.EncodeToString([]byte(name))
+			return parser.EncodeSASL([]byte(name))
 		}
 	case "CRAM-MD5":
 		i := strings.LastIndexByte(string(raw), ' ')
@@ -60,7 +61,7 @@ func (p *passthroughSASL) step(line string) string {
 			return line
 		}
 		if name, changed := p.login(string(raw[:i])); changed {
-			return base64.StdEncoding.EncodeToString([]byte(name + string(raw[i:])))
+			return parser.EncodeSASL([]byte(name + string(raw[i:])))
 		}
 	}
 	return line

@@ -51,8 +51,8 @@ func (s *session) verifyLocally(l *filters.Login) proof {
 }
 
 // prove records that the client has proven who it is, and how. It is the
-// only writer of s.proven, and runs on the goroutine that owns the login.
+// only writer of s.auth.proven, and runs on the goroutine that owns the login.
 func (s *session) prove(p proof) {
-	s.proven = p
+	s.auth.proven = p
 	s.log.Debug("client identity proven", "user", s.info.Login.User, "by", p.String())
 }

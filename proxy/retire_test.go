@@ -79,8 +79,8 @@ func TestReloadRetiresAfterLastSession(t *testing.T) {
 	}
 	newer.send("QUIT\r\n")
 	newer.expect("+OK")
-	waitDone(t, fb)
-	waitDone(t, fb)
+	fb.waitEnd()
+	fb.waitEnd()
 	notRetired(t, ch2, "the configuration still in force after a refused reload")
 	notRetired(t, ch3, "a refused configuration")
 	if srv.cfg.Load() != &cfg2 {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/popgate/popgate/filters"
 )
 
 // Server accepts clients on the configured listeners and runs a session
@@ -331,7 +333,11 @@ func checkConfig(cfg *Config) error {
 		return errors.New("proxy: no listeners configured")
 	}
 	seen := map[string]bool{}
-	for _, l := range cfg.Listeners {
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if l.ch == nil {
+			l.ch = filters.NewChain(l.Filters...)
+		}
 		if seen[l.Name] {
 			return fmt.Errorf("proxy: duplicate listener %q", l.Name)
 		}

@@ -23,6 +23,19 @@ import (
 )
 
 // session is one client connection and, once connected, its backend.
+//
+// A session runs on at most two goroutines. The reading goroutine (run,
+// loop) reads each command, runs the Command side of the filter chain and
+// writes the command to the backend. The answer goroutine (answer.go),
+// started at the first pipelined burst, reads the backend's answers in the
+// same order, runs the Response side and writes to the client. Ownership:
+//   - the client reader, the backend writer, Session.Login and auth: the
+//     reading goroutine;
+//   - the client writer and the backend reader: the answer goroutine while
+//     exchanges wait in the FIFO; the reading goroutine once drain has
+//     returned (the FIFO is empty). drain is the only hand-over;
+//   - tally: whoever completes exchanges, which the same hand-over
+//     orders.
 type session struct {
 	srv    *Server
 	cfg    *Config
@@ -31,8 +44,7 @@ type session struct {
 	log    hclog.Logger
 	info   *filters.Session
 
-	chain     filters.Handler
-	exclusive []filters.Exclusive
+	chain     *filters.Chain
 	observers []filters.Observer
 	rewriters []filters.LoginRewriter
 
@@ -50,25 +62,13 @@ type session struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// Owned by the goroutine holding the output turn.
-	consecutiveErrs int
-	authFails       int
-	deletesMarked   int
-	committed       bool
-	stlsDone        bool
-	userPending     bool         // after-auth: a USER awaits its PASS
-	proven          proof        // how the client proved who it is; written only by prove
-	charge          *loginCharge // a login attempt counted before its outcome (loginthrottle.go)
+	// The pipeline (answer.go).
+	fifo     chan *exchange // exchanges whose answers the answer goroutine writes, in order; nil until the first burst
+	pending  atomic.Int32   // exchanges queued and not yet completed
+	inflight sync.WaitGroup // the same count, to wait on
 
-	// Pipeline state, owned by the dispatcher (the run goroutine).
-	lastSend    chan struct{}
-	lastOut     chan struct{}
-	window      chan struct{}
-	work        chan *run // hands exchanges to idle workers
-	relayQ      chan *run // the fast path's FIFO (relay.go); nil until used
-	idleWorkers atomic.Int32
-	dispatched  atomic.Int64
-	inflight    sync.WaitGroup
+	tally tally     // owned by whoever completes exchanges (see above)
+	auth  authState // owned by the reading goroutine
 
 	endOnce    sync.Once
 	reasonMu   sync.Mutex
@@ -84,6 +84,28 @@ type session struct {
 	tlsStart   bool // the connection was TLS when the session started
 }
 
+// tally is what the session counts as answers go out. Whoever completes
+// exchanges owns it: the answer goroutine, or the reading goroutine after
+// drain.
+type tally struct {
+	consecutiveErrs int  // client protocol errors in a row (max_errors)
+	authFails       int  // failed logins (max_auth_tries)
+	deletesMarked   int  // DELEs answered +OK since the last RSET
+	committed       bool // QUIT in TRANSACTION answered +OK
+}
+
+// authState is the login in progress and what the session knows of who
+// the client is. The reading goroutine owns it: every AUTHORIZATION
+// exchange runs alone, on that goroutine.
+type authState struct {
+	stlsDone    bool
+	userPending bool             // after-auth: a USER awaits its PASS
+	proven      proof            // how the client proved who it is; written only by prove
+	charge      *loginCharge     // a login attempt counted before its outcome (loginthrottle.go)
+	sasl        *passthroughSASL // the on-accept AUTH exchange in progress
+	callBody    io.Reader        // body of a filter's last Backend call, drained before the next
+}
+
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
 	limits := lst.Limits.withDefaults()
 	s := &session{
@@ -93,8 +115,7 @@ func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id strin
 		limits: limits,
 		tcp:    conn,
 		raw:    conn,
-		window: make(chan struct{}, limits.PipelineDepth),
-		work:   make(chan *run),
+		chain:  lst.chain(),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.info = &filters.Session{
@@ -108,9 +129,6 @@ func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id strin
 	s.log = srv.logger.With("session", id, "listener", lst.Name)
 	s.info.Logger = s.log
 	for _, f := range lst.Filters {
-		if e, ok := f.(filters.Exclusive); ok {
-			s.exclusive = append(s.exclusive, e)
-		}
 		if rw, ok := f.(filters.LoginRewriter); ok {
 			s.rewriters = append(s.rewriters, rw)
 		}
@@ -118,10 +136,6 @@ func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id strin
 			s.observers = append(s.observers, o)
 		}
 	}
-	s.chain = filters.Chain(filters.HandlerFunc(s.final), lst.Filters...)
-	closed := make(chan struct{})
-	close(closed)
-	s.lastSend, s.lastOut = closed, closed
 	return s
 }
 
@@ -228,7 +242,7 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 		timeout = s.cfg.HandshakeTimeout
 	}
 	if timeout <= 0 {
-		timeout = 15 * time.Second
+		timeout = DefaultLimits.HandshakeTimeout
 	}
 	conf := s.lst.TLSConfig
 	if conf == nil {
@@ -347,7 +361,7 @@ func (s *session) loop() {
 			}
 			return
 		}
-		if !s.handle(cmd) {
+		if !s.dispatch(cmd) {
 			return
 		}
 	}
@@ -358,13 +372,13 @@ func (s *session) loop() {
 func (s *session) handleReadError(err error) bool {
 	switch {
 	case errors.Is(err, parser.ErrLineTooLong):
-		return s.localReply(parser.Err("", "line too long"))
+		return s.refuse(parser.Err("", "line too long"))
 	case errors.Is(err, parser.ErrBadLine):
-		return s.localReply(parser.Err("", "line contains a bare CR, bare LF or NUL; refused"))
+		return s.refuse(parser.Err("", "line contains a bare CR, bare LF or NUL; refused"))
 	case errors.Is(err, parser.ErrBadCommand):
-		return s.localReply(parser.Err("", "malformed command"))
+		return s.refuse(parser.Err("", "malformed command"))
 	case isTimeout(err):
-		s.waitIdle()
+		s.drain()
 		s.setReason("timeout")
 		s.writeFinal(parser.Err("", "autologout; idle for too long"))
 		return false
@@ -372,7 +386,7 @@ func (s *session) handleReadError(err error) bool {
 		// The client closed its side. It may still be reading (a
 		// half-close, as "printf ... | nc -N" does): answer what is in
 		// flight, then end without QUIT.
-		s.waitIdle()
+		s.drain()
 		s.setReason("client-closed")
 		return false
 	case errors.Is(err, net.ErrClosed):
@@ -418,12 +432,6 @@ func (s *session) readCommand() (parser.Command, error) {
 	return s.cr.ReadCommand()
 }
 
-// busy reports whether exchanges are still in flight.
-func (s *session) busy() bool { return len(s.window) > 0 }
-
-// waitIdle waits until no exchange is in flight.
-func (s *session) waitIdle() { s.inflight.Wait() }
-
 var crlf = []byte("\r\n")
 
 // moreBuffered reports whether a complete command line is already buffered.
@@ -440,8 +448,8 @@ func (s *session) moreBuffered() bool {
 func (s *session) finish() {
 	s.endOnce.Do(func() {
 		s.cancel()
-		if s.relayQ != nil {
-			close(s.relayQ) // the dispatcher, which runs finish, was its only sender
+		if s.fifo != nil {
+			close(s.fifo) // the reading goroutine, which runs finish, was its only sender
 		}
 		s.inflight.Wait()
 		s.setReason("client-closed")
@@ -459,8 +467,8 @@ func (s *session) finish() {
 			BytesIn:       s.in.Load(),
 			BytesOut:      s.out.Load(),
 			Duration:      time.Since(s.info.Started),
-			DeletesMarked: s.deletesMarked,
-			Committed:     s.committed,
+			DeletesMarked: s.tally.deletesMarked,
+			Committed:     s.tally.committed,
 		}
 		if !s.started {
 			s.log.Debug("connection closed before the session started", "reason", end.Reason)

@@ -62,8 +62,11 @@ type Options struct {
 	Logger hclog.Logger
 }
 
-// defaultSelfSignedNames are used when Options.SelfSignedNames is empty.
-var defaultSelfSignedNames = []string{"localhost", "127.0.0.1", "::1"}
+// DefaultSelfSignedNames returns the names of the self-signed fallback
+// when Options.SelfSignedNames is empty: localhost, 127.0.0.1 and ::1.
+func DefaultSelfSignedNames() []string {
+	return []string{"localhost", "127.0.0.1", "::1"}
+}
 
 // serverMinVersion validates Options.MinVersion (RFC 8996, RFC 8314).
 func serverMinVersion(v uint16) (uint16, error) {
@@ -88,7 +91,7 @@ func (o *Options) logger() hclog.Logger {
 // selfSignedNames returns the names for the self-signed fallback.
 func (o *Options) selfSignedNames() []string {
 	if len(o.SelfSignedNames) == 0 {
-		return defaultSelfSignedNames
+		return DefaultSelfSignedNames()
 	}
 	return o.SelfSignedNames
 }

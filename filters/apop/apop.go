@@ -38,6 +38,8 @@ type Filter struct {
 
 var (
 	_ filters.Filter           = (*Filter)(nil)
+	_ filters.CommandFilter    = (*Filter)(nil)
+	_ filters.Exclusive        = (*Filter)(nil)
 	_ filters.PasswordVerifier = (*Filter)(nil)
 )
 
@@ -85,35 +87,53 @@ func (f *Filter) Reload() error {
 // Name returns "apop".
 func (f *Filter) Name() string { return "apop" }
 
-// Wrap returns a Handler that, in after-auth mode and the AUTHORIZATION
-// state, answers APOP and AUTH CRAM-MD5 itself and turns a verified login
-// into USER and PASS for next. Everything else, and everything in
-// on-accept mode, goes to next untouched.
-func (f *Filter) Wrap(next filters.Handler) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		if !ex.Session.AfterAuth || ex.Session.State() != filters.Authorization {
-			return next.Serve(ctx, ex)
+// mechanism returns "apop" or "cram-md5" when ex is a login this filter
+// answers: APOP or AUTH CRAM-MD5 in after-auth mode and the AUTHORIZATION
+// state. It returns "" for everything else, which passes untouched.
+func mechanism(ex *filters.Exchange) string {
+	if !ex.Session.AfterAuth || ex.Session.State() != filters.Authorization {
+		return ""
+	}
+	switch ex.Out.Verb {
+	case "APOP":
+		return "apop"
+	case "AUTH":
+		if strings.EqualFold(ex.Out.Arg(0), "CRAM-MD5") {
+			return "cram-md5"
 		}
-		switch ex.Out.Verb {
-		case "APOP":
-			return f.serveAPOP(ctx, ex, next)
-		case "AUTH":
-			if strings.EqualFold(ex.Out.Arg(0), "CRAM-MD5") {
-				return f.serveCRAM(ctx, ex, next)
-			}
-		}
-		return next.Serve(ctx, ex)
-	})
+	}
+	return ""
 }
 
-// serveAPOP verifies "APOP name digest" (RFC 1939 section 7).
-func (f *Filter) serveAPOP(ctx context.Context, ex *filters.Exchange, next filters.Handler) error {
+// Exclusive reports whether ex is an APOP or AUTH CRAM-MD5 login this
+// filter answers: a verified one makes an extra round trip (USER) through
+// Exchange.Backend, so it must run alone. It implements filters.Exclusive;
+// a session makes few login attempts, so the pipeline drains rarely.
+func (f *Filter) Exclusive(ex *filters.Exchange) bool { return mechanism(ex) != "" }
+
+// Command answers APOP and AUTH CRAM-MD5 in after-auth mode and the
+// AUTHORIZATION state. A failed attempt is answered locally; a verified
+// one sends USER through Exchange.Backend and leaves PASS in Exchange.Out
+// for the session to send. Everything else, and everything in on-accept
+// mode, passes untouched. It implements filters.CommandFilter.
+func (f *Filter) Command(ctx context.Context, ex *filters.Exchange) error {
+	switch mechanism(ex) {
+	case "apop":
+		return f.commandAPOP(ctx, ex)
+	case "cram-md5":
+		return f.commandCRAM(ctx, ex)
+	}
+	return nil
+}
+
+// commandAPOP verifies "APOP name digest" (RFC 1939 section 7). The
+// session names the attempt from the client's command.
+func (f *Filter) commandAPOP(ctx context.Context, ex *filters.Exchange) error {
 	if len(ex.Out.Args) != 2 {
 		ex.Response = parser.Err("", "usage: APOP name digest")
 		return nil
 	}
 	name, digest := ex.Out.Args[0], ex.Out.Args[1]
-	begin(ex.Session, name, "apop")
 	ts := ex.Session.Timestamp
 	if ts == "" {
 		ex.Response = parser.Err("", "APOP not available: no timestamp in the greeting")
@@ -126,36 +146,30 @@ func (f *Filter) serveAPOP(ctx context.Context, ex *filters.Exchange, next filte
 		return nil
 	}
 	f.log(ex).Debug("apop: digest verified", "user", name, "mechanism", "apop")
-	return translate(ctx, ex, next, name, secret, "apop")
+	return translate(ctx, ex, name, secret)
 }
 
-// begin records the start of a login attempt, so the session's throttle
-// and logs name the user even when the attempt fails here.
-func begin(s *filters.Session, name, mechanism string) {
-	s.Login = filters.Login{User: name, BackendUser: name, Mechanism: mechanism, Backend: s.Login.Backend}
-}
-
-// translate logs in to the backend for a verified user by calling next
-// twice, with USER name and then PASS secret. The exchange ends with the
-// answer to PASS, or with the answer to USER if that was not +OK. The
-// session runs AUTHORIZATION-state exchanges exclusively, so the two
-// calls cannot interleave with another command.
-func translate(ctx context.Context, ex *filters.Exchange, next filters.Handler, name, secret, mechanism string) error {
-	ex.Out = parser.Command{Verb: "USER", Args: []string{name}}
-	ex.Response, ex.Body = parser.Response{}, nil
-	if err := next.Serve(ctx, ex); err != nil {
+// translate logs a verified user in with USER and PASS: USER name goes
+// through Exchange.Backend (to popgate's AUTHORIZATION server, which
+// records the login), and, if that is answered +OK, Exchange.Out becomes
+// PASS secret, which the session sends; the exchange's answer is the
+// answer to PASS. If USER is not answered +OK, that answer is the
+// exchange's. The exchange is exclusive (see Exclusive), so nothing
+// interleaves between the two.
+func translate(ctx context.Context, ex *filters.Exchange, name, secret string) error {
+	if ex.Backend == nil {
+		return parser.NewError(parser.CodeSysTemp, "authentication not available", errNoBackend)
+	}
+	resp, _, err := ex.Backend.Call(ctx, parser.Command{Verb: "USER", Args: []string{name}})
+	if err != nil {
 		return err
 	}
-	if !ex.Response.IsOK() {
+	if !resp.IsOK() {
+		ex.Response = resp
 		return nil
 	}
-	// The innermost handler took the login name from the client's
-	// command, which for AUTH is the mechanism: set it right.
-	ex.Session.Login.User = name
-	ex.Session.Login.Mechanism = mechanism
 	ex.Out = parser.Command{Verb: "PASS", Args: []string{secret}}
-	ex.Response, ex.Body = parser.Response{}, nil
-	return next.Serve(ctx, ex)
+	return nil
 }
 
 // log returns the session's logger, or the filter's.
@@ -181,6 +195,11 @@ func validHost(h string) bool {
 	return true
 }
 
-// errNoPrompt means the session gave an AUTH exchange no way to talk to
-// the client.
-var errNoPrompt = errors.New("apop: AUTH exchange without a Prompt")
+var (
+	// errNoPrompt means the session gave an AUTH exchange no way to talk
+	// to the client.
+	errNoPrompt = errors.New("apop: AUTH exchange without a Prompt")
+	// errNoBackend means the session ran a verified login without the
+	// Backend that Exclusive asked for.
+	errNoBackend = errors.New("apop: login exchange without a Backend")
+)

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/filtertest"
 	"github.com/popgate/popgate/parser"
 )
 
@@ -47,24 +48,26 @@ func TestAPOPTranslatesToUserPass(t *testing.T) {
 			srv := &server{pass: backendPasswords()}
 			s := newSession(true, rfc1939Timestamp)
 			ex := exchange(t, s, tc.line)
-			if err := f.Wrap(srv).Serve(context.Background(), ex); err != nil {
+			if err := run(f, ex, srv); err != nil {
 				t.Fatal(err)
 			}
 			want := []string{"USER " + tc.user, "PASS " + tc.secret}
 			if got := srv.commands(); !slices.Equal(got, want) {
-				t.Fatalf("next saw %q, want %q", got, want)
+				t.Fatalf("backend saw %q, want %q", got, want)
+			}
+			if got := ex.Out.String(); got != "PASS "+tc.secret {
+				t.Errorf("Out %q, want PASS for the session to send", got)
 			}
 			if !ex.Response.IsOK() || ex.Response.Text != "logged in" {
 				t.Errorf("response %q, want the answer to PASS", ex.Response)
 			}
-			if s.Login.User != tc.user || s.Login.Mechanism != "apop" {
-				t.Errorf("login %+v, want user %q mechanism apop", s.Login, tc.user)
-			}
-			if ex.Command.Verb != "APOP" || ex.Command.Arg(0) != tc.user {
+			if ex.Command.String() != tc.line {
 				t.Errorf("client command edited: %v", ex.Command)
 			}
-			if s.State() != filters.Transaction {
-				t.Error("session not logged in")
+			// The session names an APOP login from the client's command
+			// and records it from USER and PASS; the filter writes neither.
+			if s.Login != (filters.Login{}) || ex.User != "" {
+				t.Errorf("filter wrote login %+v, User %q", s.Login, ex.User)
 			}
 		})
 	}
@@ -86,11 +89,11 @@ func TestAPOPFailuresLookAlike(t *testing.T) {
 			srv := &server{pass: backendPasswords()}
 			s := newSession(true, rfc1939Timestamp)
 			ex := exchange(t, s, tc.line)
-			if err := f.Wrap(srv).Serve(context.Background(), ex); err != nil {
+			if err := run(f, ex, srv); err != nil {
 				t.Fatal(err)
 			}
 			if got := srv.commands(); len(got) != 0 {
-				t.Errorf("next was called: %q", got)
+				t.Errorf("backend was called: %q", got)
 			}
 			if ex.Response.String() != "-ERR [AUTH] authentication failed" {
 				t.Errorf("response %q", ex.Response)
@@ -100,8 +103,8 @@ func TestAPOPFailuresLookAlike(t *testing.T) {
 			} else if ex.Response != first {
 				t.Errorf("response %q differs from %q", ex.Response, first)
 			}
-			if s.Login.User != ex.Command.Arg(0) || s.Login.Mechanism != "apop" {
-				t.Errorf("login %+v does not name the attempt", s.Login)
+			if s.Login != (filters.Login{}) || ex.User != "" {
+				t.Errorf("filter wrote login %+v, User %q: the session names APOP attempts", s.Login, ex.User)
 			}
 			if s.State() != filters.Authorization {
 				t.Error("state changed")
@@ -123,14 +126,14 @@ func TestAPOPRefusals(t *testing.T) {
 			f := newFilter(t)
 			srv := &server{pass: backendPasswords()}
 			ex := exchange(t, newSession(true, tc.timestamp), tc.line)
-			if err := f.Wrap(srv).Serve(context.Background(), ex); err != nil {
+			if err := run(f, ex, srv); err != nil {
 				t.Fatal(err)
 			}
 			if ex.Response.String() != tc.want {
 				t.Errorf("response %q, want %q", ex.Response, tc.want)
 			}
 			if got := srv.commands(); len(got) != 0 {
-				t.Errorf("next was called: %q", got)
+				t.Errorf("backend was called: %q", got)
 			}
 		})
 	}
@@ -155,24 +158,26 @@ func TestPassThrough(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFilter(t)
 			var got []parser.Command
-			next := filters.HandlerFunc(func(_ context.Context, ex *filters.Exchange) error {
-				got = append(got, ex.Out)
-				ex.Response = parser.OK("from next")
-				return nil
-			})
+			backend := func(cmd parser.Command) (parser.Response, string) {
+				got = append(got, cmd)
+				return parser.OK("from backend"), ""
+			}
 			ex := exchange(t, tc.s, tc.line)
 			ex.Prompt = func(context.Context, parser.Response) (string, error) {
 				t.Error("filter prompted the client")
 				return "", errors.New("no prompt")
 			}
-			if err := f.Wrap(next).Serve(context.Background(), ex); err != nil {
+			if f.Exclusive(ex) {
+				t.Error("a command the filter does not answer runs exclusively")
+			}
+			if err := filtertest.Run(context.Background(), filters.NewChain(f), ex, backend); err != nil {
 				t.Fatal(err)
 			}
 			if len(got) != 1 || got[0].String() != tc.line {
-				t.Errorf("next saw %v, want exactly %q", got, tc.line)
+				t.Errorf("backend saw %v, want exactly %q", got, tc.line)
 			}
-			if ex.Response.Text != "from next" {
-				t.Errorf("response %q not next's", ex.Response)
+			if ex.Response.Text != "from backend" {
+				t.Errorf("response %q not the backend's", ex.Response)
 			}
 		})
 	}
@@ -183,11 +188,11 @@ func TestAPOPStopsWhenUserRefused(t *testing.T) {
 	refuse := parser.Err("", "no such mailbox here")
 	srv := &server{pass: backendPasswords(), userResp: &refuse}
 	ex := exchange(t, newSession(true, rfc1939Timestamp), "APOP mrose "+rfc1939Digest)
-	if err := f.Wrap(srv).Serve(context.Background(), ex); err != nil {
+	if err := run(f, ex, srv); err != nil {
 		t.Fatal(err)
 	}
 	if got := srv.commands(); !slices.Equal(got, []string{"USER mrose"}) {
-		t.Errorf("next saw %q, want USER only", got)
+		t.Errorf("backend saw %q, want USER only", got)
 	}
 	if ex.Response != refuse {
 		t.Errorf("response %q, want the answer to USER", ex.Response)
@@ -198,7 +203,7 @@ func TestAPOPBackendRefusesPassword(t *testing.T) {
 	f := newFilter(t)
 	srv := &server{pass: map[string]string{"mrose": "changed-on-backend"}}
 	ex := exchange(t, newSession(true, rfc1939Timestamp), "APOP mrose "+rfc1939Digest)
-	if err := f.Wrap(srv).Serve(context.Background(), ex); err != nil {
+	if err := run(f, ex, srv); err != nil {
 		t.Fatal(err)
 	}
 	if ex.Response.String() != "-ERR [AUTH] backend says no" {
@@ -206,13 +211,57 @@ func TestAPOPBackendRefusesPassword(t *testing.T) {
 	}
 }
 
-func TestAPOPNextError(t *testing.T) {
+func TestAPOPBackendError(t *testing.T) {
 	f := newFilter(t)
 	boom := errors.New("boom")
-	srv := &server{err: boom}
 	ex := exchange(t, newSession(true, rfc1939Timestamp), "APOP mrose "+rfc1939Digest)
-	if err := f.Wrap(srv).Serve(context.Background(), ex); !errors.Is(err, boom) {
-		t.Errorf("got %v, want next's error", err)
+	ex.Backend = failingBackend{boom}
+	if err := f.Command(context.Background(), ex); !errors.Is(err, boom) {
+		t.Errorf("got %v, want the backend's error", err)
+	}
+	if ex.Out.Verb != "APOP" || ex.Response.Status != 0 {
+		t.Errorf("Out %q, response %q after a failed USER", ex.Out, ex.Response)
+	}
+}
+
+func TestAPOPWithoutBackend(t *testing.T) {
+	f := newFilter(t)
+	ex := exchange(t, newSession(true, rfc1939Timestamp), "APOP mrose "+rfc1939Digest)
+	err := f.Command(context.Background(), ex)
+	var pe *parser.Error
+	if !errors.As(err, &pe) || pe.Code != parser.CodeSysTemp || !errors.Is(err, errNoBackend) {
+		t.Errorf("error %v, want -ERR [SYS/TEMP] wrapping errNoBackend", err)
+	}
+}
+
+func TestExclusiveOnlyForItsLogins(t *testing.T) {
+	transaction := newSession(true, rfc1939Timestamp)
+	transaction.SetState(filters.Transaction)
+	for _, tc := range []struct {
+		name string
+		s    *filters.Session
+		line string
+		want bool
+	}{
+		{"APOP", newSession(true, rfc1939Timestamp), "APOP mrose " + rfc1939Digest, true},
+		{"APOP with a wrong digest", newSession(true, rfc1939Timestamp), "APOP mrose " + strings.Repeat("0", 32), true},
+		{"AUTH CRAM-MD5", newSession(true, ""), "AUTH CRAM-MD5", true},
+		{"AUTH cram-md5", newSession(true, ""), "AUTH cram-md5", true},
+		{"on-accept APOP", newSession(false, rfc1939Timestamp), "APOP mrose " + rfc1939Digest, false},
+		{"on-accept CRAM-MD5", newSession(false, ""), "AUTH CRAM-MD5", false},
+		{"APOP after login", transaction, "APOP mrose " + rfc1939Digest, false},
+		{"USER", newSession(true, rfc1939Timestamp), "USER mrose", false},
+		{"PASS", newSession(true, rfc1939Timestamp), "PASS tanstaaf", false},
+		{"AUTH PLAIN", newSession(true, ""), "AUTH PLAIN AG1yb3NlAHRhbnN0YWFm", false},
+		{"AUTH list", newSession(true, ""), "AUTH", false},
+		{"RETR", newSession(true, ""), "RETR 1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFilter(t)
+			if got := f.Exclusive(exchange(t, tc.s, tc.line)); got != tc.want {
+				t.Errorf("Exclusive %v, want %v", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -232,7 +281,7 @@ func TestAPOPDuringReload(t *testing.T) {
 	for range 50 {
 		srv := &server{pass: backendPasswords()}
 		ex := exchange(t, newSession(true, rfc1939Timestamp), "APOP mrose "+rfc1939Digest)
-		if err := f.Wrap(srv).Serve(context.Background(), ex); err != nil {
+		if err := run(f, ex, srv); err != nil {
 			t.Fatal(err)
 		}
 		if !ex.Response.IsOK() {

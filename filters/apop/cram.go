@@ -2,18 +2,18 @@ package apop
 
 import (
 	"context"
-	"encoding/base64"
 	"strings"
 
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/parser"
 )
 
-// serveCRAM runs AUTH CRAM-MD5 (RFC 2195 with RFC 5034): it sends a fresh
-// challenge, reads "name SP hexdigest" back and verifies the digest
-// against the user's secret.
-func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filters.Handler) error {
-	begin(ex.Session, "", "cram-md5")
+// commandCRAM runs AUTH CRAM-MD5 (RFC 2195 with RFC 5034): it sends a
+// fresh challenge, reads "name SP hexdigest" back and verifies the digest
+// against the user's secret. The name is only in the client's response,
+// where the session cannot see it, so it goes in Exchange.User, whether
+// the digest is right or not.
+func (f *Filter) commandCRAM(ctx context.Context, ex *filters.Exchange) error {
 	if len(ex.Out.Args) > 1 {
 		// RFC 2195 defines no initial response: the server speaks first.
 		ex.Response = parser.Err("", "CRAM-MD5 takes no initial response")
@@ -23,11 +23,11 @@ func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filte
 		return parser.NewError(parser.CodeSysTemp, "authentication not available", errNoPrompt)
 	}
 	challenge := f.NewTimestamp()
-	line, err := ex.Prompt(ctx, parser.Continue(base64.StdEncoding.EncodeToString([]byte(challenge))))
+	line, err := ex.Prompt(ctx, parser.Continue(parser.EncodeSASL([]byte(challenge))))
 	if err != nil {
 		return err // cancelled ("*"), malformed, or the client is gone
 	}
-	raw, err := decodeSASL(line)
+	raw, err := parser.DecodeSASL(line)
 	if err != nil {
 		return parser.NewError("", "malformed base64 in SASL response", err)
 	}
@@ -38,7 +38,7 @@ func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filte
 		name, digest = string(raw[:i]), string(raw[i+1:])
 	}
 	if validUser(name) {
-		begin(ex.Session, name, "cram-md5")
+		ex.User = name
 	} else {
 		name = "" // never a key of the secrets: fails like an unknown user
 	}
@@ -49,16 +49,7 @@ func (f *Filter) serveCRAM(ctx context.Context, ex *filters.Exchange, next filte
 		return nil
 	}
 	f.log(ex).Debug("apop: digest verified", "user", name, "mechanism", "cram-md5")
-	return translate(ctx, ex, next, name, secret, "cram-md5")
-}
-
-// decodeSASL decodes a client's SASL response: base64, or "=" for an
-// empty one (RFC 5034 section 4).
-func decodeSASL(line string) ([]byte, error) {
-	if line == "=" {
-		return nil, nil
-	}
-	return base64.StdEncoding.DecodeString(line)
+	return translate(ctx, ex, name, secret)
 }
 
 // validUser reports whether name could be a user of the secrets file.

@@ -71,7 +71,7 @@ func runCRAM(t *testing.T, line string, answer func(string) (string, error)) (*f
 	c := &client{t: t, answer: answer}
 	ex := exchange(t, newSession(true, ""), line)
 	ex.Prompt = c.prompt
-	err := f.Wrap(srv).Serve(context.Background(), ex)
+	err := run(f, ex, srv)
 	return ex, srv, c, err
 }
 
@@ -87,14 +87,24 @@ func TestCRAMTranslatesToUserPass(t *testing.T) {
 			}
 			want := []string{"USER tim", "PASS tanstaaftanstaaf"}
 			if got := srv.commands(); !slices.Equal(got, want) {
-				t.Fatalf("next saw %q, want %q", got, want)
+				t.Fatalf("backend saw %q, want %q", got, want)
+			}
+			if got := ex.Out.String(); got != "PASS tanstaaftanstaaf" {
+				t.Errorf("Out %q, want PASS for the session to send", got)
 			}
 			if !ex.Response.IsOK() {
 				t.Errorf("response %q", ex.Response)
 			}
-			l := ex.Session.Login
-			if l.User != "tim" || l.BackendUser != "tim" || l.Mechanism != "cram-md5" {
-				t.Errorf("login %+v, want user tim mechanism cram-md5", l)
+			// The name is inside the client's response: the filter hands
+			// it to the session in ex.User and never writes Session.Login.
+			if ex.User != "tim" {
+				t.Errorf("User %q, want tim", ex.User)
+			}
+			if l := ex.Session.Login; l != (filters.Login{}) {
+				t.Errorf("filter wrote login %+v", l)
+			}
+			if ex.Command.String() != line {
+				t.Errorf("client command edited: %v", ex.Command)
 			}
 		})
 	}
@@ -104,21 +114,22 @@ func TestCRAMFailuresLookAlike(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		answer func(string) (string, error)
+		user   string // the name the session is told of, if any
 	}{
-		{"wrong secret", cramAnswer("tim", "wrong")},
-		{"unknown user", cramAnswer("nobody", "tanstaaftanstaaf")},
-		{"other user's secret", cramAnswer("mrose", "tanstaaftanstaaf")},
+		{"wrong secret", cramAnswer("tim", "wrong"), "tim"},
+		{"unknown user", cramAnswer("nobody", "tanstaaftanstaaf"), "nobody"},
+		{"other user's secret", cramAnswer("mrose", "tanstaaftanstaaf"), "mrose"},
 		{"APOP-style digest", func(ch string) (string, error) {
 			return base64.StdEncoding.EncodeToString([]byte("tim " + independentDigest(ch, "tanstaaftanstaaf"))), nil
-		}},
+		}, "tim"},
 		{"no space", func(string) (string, error) {
 			return base64.StdEncoding.EncodeToString([]byte("tim")), nil
-		}},
-		{"empty response", func(string) (string, error) { return "=", nil }},
+		}, ""},
+		{"empty response", func(string) (string, error) { return "=", nil }, ""},
 		{"control character in name", func(ch string) (string, error) {
 			a, _ := cramAnswer("ti\x00m", "tanstaaftanstaaf")(ch)
 			return a, nil
-		}},
+		}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ex, srv, _, err := runCRAM(t, "AUTH CRAM-MD5", tc.answer)
@@ -129,7 +140,10 @@ func TestCRAMFailuresLookAlike(t *testing.T) {
 				t.Errorf("response %q", ex.Response)
 			}
 			if got := srv.commands(); len(got) != 0 {
-				t.Errorf("next was called: %q", got)
+				t.Errorf("backend was called: %q", got)
+			}
+			if ex.User != tc.user {
+				t.Errorf("User %q, want %q", ex.User, tc.user)
 			}
 		})
 	}
@@ -156,7 +170,7 @@ func TestCRAMClientErrors(t *testing.T) {
 				t.Errorf("error %v", err)
 			}
 			if got := srv.commands(); len(got) != 0 {
-				t.Errorf("next was called: %q", got)
+				t.Errorf("backend was called: %q", got)
 			}
 		})
 	}
@@ -185,7 +199,7 @@ func TestCRAMWithoutPrompt(t *testing.T) {
 	f := newFilter(t)
 	srv := &server{pass: backendPasswords()}
 	ex := exchange(t, newSession(true, ""), "AUTH CRAM-MD5")
-	err := f.Wrap(srv).Serve(context.Background(), ex)
+	err := run(f, ex, srv)
 	if !errors.Is(err, errNoPrompt) {
 		t.Errorf("error %v", err)
 	}
@@ -203,5 +217,23 @@ func TestChallengesAreUnique(t *testing.T) {
 			t.Fatalf("challenge %q repeated", ch)
 		}
 		seen[ch] = true
+	}
+}
+
+func TestCRAMStopsWhenUserRefused(t *testing.T) {
+	f := newFilter(t)
+	refuse := parser.Err("", "no such mailbox here")
+	srv := &server{pass: backendPasswords(), userResp: &refuse}
+	c := &client{t: t, answer: cramAnswer("tim", "tanstaaftanstaaf")}
+	ex := exchange(t, newSession(true, ""), "AUTH CRAM-MD5")
+	ex.Prompt = c.prompt
+	if err := run(f, ex, srv); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.commands(); !slices.Equal(got, []string{"USER tim"}) {
+		t.Errorf("backend saw %q, want USER only", got)
+	}
+	if ex.Response != refuse || ex.User != "tim" {
+		t.Errorf("response %q, User %q: want the answer to USER, and tim", ex.Response, ex.User)
 	}
 }

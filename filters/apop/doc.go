@@ -39,15 +39,29 @@
 //     compared in constant time (crypto/subtle, hex in either case), and
 //     both get "-ERR [AUTH] authentication failed". The filter never
 //     sleeps: the session delays failure answers and counts them.
-//   - A verified login becomes two calls of the next handler on the same
-//     exchange: Out "USER name", and, if that is answered +OK, Out
-//     "PASS secret" with Login.Mechanism set to "apop" or "cram-md5". The
-//     exchange's answer is the answer to PASS. The session runs
-//     AUTHORIZATION-state exchanges exclusively, so the filter does not
-//     implement filters.Exclusive.
-//   - Every attempt resets filters.Session.Login to the name given (so the
-//     session's throttle and logs name it) and Login.User stays the
-//     client's name; login rewriting happens later, on Login.BackendUser.
+//   - The filter takes part through its Command side
+//     (filters.CommandFilter) and keeps no per-session state. APOP and
+//     AUTH CRAM-MD5 in after-auth AUTHORIZATION are exclusive
+//     (filters.Exclusive), whether or not the digest will verify: the
+//     session lets every earlier exchange finish first and gives the
+//     exchange a Backend. A session makes few login attempts, so this
+//     drains the pipeline rarely.
+//   - A verified login becomes USER and PASS: Exchange.Backend.Call sends
+//     "USER name" (to popgate's own AUTHORIZATION server), and, if that is
+//     answered +OK, Exchange.Out becomes "PASS secret", which the session
+//     sends; the exchange's answer is the answer to PASS. If USER is not
+//     answered +OK, its answer is the exchange's and PASS is never sent.
+//     A failed attempt and a refusal are answered locally
+//     (Exchange.Response) and reach no server. Exchange.Command stays the
+//     client's APOP or AUTH.
+//   - The filter never writes filters.Session.Login: the session, its only
+//     writer, records the login from USER and PASS and names the attempt
+//     from the client's command. For CRAM-MD5 the name is inside the
+//     client's response, where the session cannot see it, so the filter
+//     puts it in Exchange.User, on success and on failure alike (not when
+//     it could not be a user of the secrets file: empty, white space or a
+//     control character). Login rewriting happens later, in the session,
+//     on Login.BackendUser.
 //   - Secrets and digests are never logged; the user name and the outcome
 //     are, at Debug level.
 package apop

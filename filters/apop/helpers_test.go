@@ -2,64 +2,61 @@ package apop
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/filtertest"
 	"github.com/popgate/popgate/parser"
 )
 
-// server is a fake innermost handler playing the proxy's after-auth
-// AUTHORIZATION server: USER records the login as the proxy does (from the
-// client's command) and PASS checks the password against pass.
+// server is a filtertest.Backend playing the proxy's after-auth
+// AUTHORIZATION server: USER names the pending login and PASS checks the
+// password against pass.
 type server struct {
-	mu   sync.Mutex
-	sent []string // Out of every call, unredacted: test secrets only
+	sent []string // every command received, unredacted: test secrets only
 	pass map[string]string
 	// userResp, when set, answers USER instead of +OK.
 	userResp *parser.Response
-	err      error
+	user     string // the pending USER
 }
 
-func (b *server) Serve(_ context.Context, ex *filters.Exchange) error {
-	b.mu.Lock()
-	b.sent = append(b.sent, ex.Out.String())
-	b.mu.Unlock()
-	if b.err != nil {
-		return b.err
-	}
-	l := &ex.Session.Login
-	switch ex.Out.Verb {
+func (b *server) answer(cmd parser.Command) (parser.Response, string) {
+	b.sent = append(b.sent, cmd.String())
+	switch cmd.Verb {
 	case "USER":
 		if b.userResp != nil {
-			ex.Response = *b.userResp
-			return nil
+			return *b.userResp, ""
 		}
-		*l = filters.Login{User: ex.Command.Arg(0), BackendUser: ex.Out.Arg(0), Mechanism: "user"}
-		ex.Response = parser.OK("send PASS")
+		b.user = cmd.Arg(0)
+		return parser.OK("send PASS"), ""
 	case "PASS":
-		if l.User == "" {
-			ex.Response = parser.Err("", "send USER first")
-			return nil
+		if b.user == "" {
+			return parser.Err("", "send USER first"), ""
 		}
-		if pw, ok := b.pass[l.BackendUser]; ok && pw == ex.Out.Arg(0) {
-			ex.Session.SetState(filters.Transaction)
-			ex.Response = parser.OK("logged in")
-			return nil
+		if pw, ok := b.pass[b.user]; ok && pw == cmd.Arg(0) {
+			return parser.OK("logged in"), ""
 		}
-		ex.Response = parser.Err(parser.CodeAuth, "backend says no")
-	default:
-		ex.Response = parser.OK("passed through")
+		return parser.Err(parser.CodeAuth, "backend says no"), ""
 	}
-	return nil
+	return parser.OK("passed through"), ""
 }
 
-func (b *server) commands() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string{}, b.sent...)
+func (b *server) commands() []string { return append([]string{}, b.sent...) }
+
+// run runs ex through a chain of f alone, with srv answering, as the
+// session does.
+func run(f *Filter, ex *filters.Exchange, srv *server) error {
+	return filtertest.Run(context.Background(), filters.NewChain(f), ex, srv.answer)
+}
+
+// failingBackend is an Exchange.Backend whose every Call fails.
+type failingBackend struct{ err error }
+
+func (b failingBackend) Call(context.Context, parser.Command) (parser.Response, io.Reader, error) {
+	return parser.Response{}, nil, b.err
 }
 
 // testSecrets is the secrets file content used by most tests.
@@ -106,11 +103,7 @@ func exchange(t *testing.T, s *filters.Session, line string) *filters.Exchange {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &filters.Exchange{
-		Session: s,
-		Command: cmd,
-		Out:     parser.Command{Verb: cmd.Verb, Args: append([]string(nil), cmd.Args...)},
-	}
+	return filtertest.Exchange(s, cmd)
 }
 
 // backendPasswords are the passwords the fake server accepts: the same

@@ -1,10 +1,8 @@
 package audit
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,7 +10,6 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/popgate/popgate/filters"
-	"github.com/popgate/popgate/parser"
 )
 
 // Config configures the audit filter. main fills it from the configuration
@@ -44,17 +41,21 @@ type Config struct {
 // writer, which owns the file: the first New opens and locks it, the last
 // Close closes it.
 type Filter struct {
-	cfg    Config
-	w      *writer
-	logger hclog.Logger
-	mu     sync.Mutex // serialises the creation of per-session state
-	closed atomic.Bool
+	cfg     Config
+	w       *writer
+	logger  hclog.Logger
+	mu      sync.Mutex // serialises the creation of per-session state
+	orphans *session   // the state of exchanges without a Session
+	closed  atomic.Bool
 }
 
 var (
-	_ filters.Filter    = (*Filter)(nil)
-	_ filters.Observer  = (*Filter)(nil)
-	_ filters.Exclusive = (*Filter)(nil)
+	_ filters.Filter         = (*Filter)(nil)
+	_ filters.CommandFilter  = (*Filter)(nil)
+	_ filters.ResponseFilter = (*Filter)(nil)
+	_ filters.Finisher       = (*Filter)(nil)
+	_ filters.Exclusive      = (*Filter)(nil)
+	_ filters.Observer       = (*Filter)(nil)
 )
 
 // New opens cfg.Path for appending, or shares the writer of a Filter of
@@ -92,27 +93,6 @@ func New(cfg Config, logger hclog.Logger) (*Filter, error) {
 // Name returns "audit".
 func (f *Filter) Name() string { return "audit" }
 
-// Wrap returns a Handler that records every exchange passing through it.
-// The filter is meant to be the first of the chain, where it sees the
-// client's commands one call each; placed after a filter that calls next
-// several times, it records every one of those calls as a command record.
-func (f *Filter) Wrap(next filters.Handler) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		return f.serve(ctx, ex, next)
-	})
-}
-
-// Exclusive reports whether serving cmd may call next twice: for RETR and
-// TOP of a message whose unique-id is not known yet, the filter first asks
-// the backend "UIDL n". It implements filters.Exclusive.
-func (f *Filter) Exclusive(cmd parser.Command, s *filters.Session) bool {
-	if cmd.Verb != "RETR" && cmd.Verb != "TOP" {
-		return false
-	}
-	msg, ok := parseMsg(cmd.Arg(0))
-	return ok && f.state(s).needsLookup(msg)
-}
-
 // Reopen closes the audit file and opens its path again, for log rotation
 // (call it on SIGHUP after the file has been renamed). With Chain, the
 // first record of the new file continues the chain of the old one. It does
@@ -135,13 +115,46 @@ func (f *Filter) Close() error {
 	return f.w.release(f)
 }
 
+// maxKeptLine bounds the line buffers kept for reuse between records.
+const maxKeptLine = 64 << 10
+
+// lines holds line buffers (*[]byte) for reuse, so that encoding a record
+// allocates nothing.
+var lines = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
 // record writes one record. A failed write is counted through
 // Config.OnWriteError and logged, and otherwise ignored: the audit trail
 // never stops mail access.
-func (f *Filter) record(rec any) {
+func (f *Filter) record(rec jsonRecord) {
+	lp := lines.Get().(*[]byte)
+	*lp = rec.appendJSON(append((*lp)[:0], 0))
+	f.emit(lp)
+}
+
+// recordCommand is record for the command record of every exchange, with
+// no interface in the way, so that rec does not escape.
+func (f *Filter) recordCommand(rec *commandRecord) {
+	lp := lines.Get().(*[]byte)
+	*lp = rec.appendJSON(append((*lp)[:0], 0))
+	f.emit(lp)
+}
+
+// recordRetrieve is recordCommand for retrieve records.
+func (f *Filter) recordRetrieve(rec *retrieveRecord) {
+	lp := lines.Get().(*[]byte)
+	*lp = rec.appendJSON(append((*lp)[:0], 0))
+	f.emit(lp)
+}
+
+// emit writes the line in *lp (see writer.write) and returns the buffer
+// to lines.
+func (f *Filter) emit(lp *[]byte) {
 	err := ErrClosed
 	if !f.closed.Load() {
-		err = f.w.write(rec, f.cfg.Chain)
+		*lp, err = f.w.write(*lp, f.cfg.Chain)
+	}
+	if cap(*lp) <= maxKeptLine {
+		lines.Put(lp)
 	}
 	if err == nil {
 		return
@@ -154,62 +167,4 @@ func (f *Filter) record(rec any) {
 		// whoever closed it while a session still used it.
 		f.logger.Error("audit: record lost: the filter was closed while a session still used it", "path", f.cfg.Path)
 	}
-}
-
-// lookupUIDL asks the backend for the unique-id of msg before ex.Out (a
-// RETR or TOP) is sent, and restores the exchange for that second call. It
-// returns the unique-id, or "" when the backend gave none.
-func (f *Filter) lookupUIDL(ctx context.Context, ex *filters.Exchange, next filters.Handler, st *session, msg int) (string, error) {
-	out := ex.Out
-	ex.Out = parser.NewCommand("UIDL", out.Arg(0))
-	ex.Response, ex.Body = parser.Response{}, nil
-	err := next.Serve(ctx, ex)
-	if err == nil && ex.Body != nil {
-		// UIDL n has no body (parser.HasBody); drain one anyway so the
-		// backend stream stays in step.
-		err = drain(ex.Body)
-	}
-	resp := ex.Response
-	ex.Out = out
-	ex.Response, ex.Body = parser.Response{}, nil
-	if err != nil {
-		return "", fmt.Errorf("audit: UIDL %d before %s: %w", msg, out.Verb, err)
-	}
-	if !resp.IsOK() {
-		return "", nil
-	}
-	n, uid, ok := parseUIDLLine(resp.Text)
-	if !ok || n != msg {
-		return "", nil
-	}
-	st.storeUID(n, uid)
-	return uid, nil
-}
-
-// wantsLookup reports whether to ask the backend for the unique-id before
-// serving ex. It implies Exclusive(ex.Command) as long as the answer of
-// Exclusive was true or the cache has not changed in between; the cache
-// only ever stops needing lookups, never starts again.
-func wantsLookup(ex *filters.Exchange, st *session) (int, bool) {
-	cmd := ex.Command
-	if cmd.Verb != "RETR" && cmd.Verb != "TOP" {
-		return 0, false
-	}
-	if ex.Out.Verb != cmd.Verb || ex.Out.Arg(0) != cmd.Arg(0) {
-		return 0, false
-	}
-	if ex.Session == nil || ex.Session.State() != filters.Transaction {
-		return 0, false
-	}
-	msg, ok := parseMsg(cmd.Arg(0))
-	if !ok || !st.needsLookup(msg) {
-		return 0, false
-	}
-	return msg, true
-}
-
-// drain reads r to its end.
-func drain(r io.Reader) error {
-	_, err := io.Copy(io.Discard, r)
-	return err
 }

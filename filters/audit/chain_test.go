@@ -19,7 +19,7 @@ func writeSome(t *testing.T, f *Filter, id string) {
 	t.Helper()
 	s := testSession(id)
 	f.SessionStarted(s)
-	h := f.Wrap(&backend{answer: mailbox})
+	h := f.with(&backend{answer: mailbox})
 	run(t, h, s, "RETR 1")
 	f.SessionEnded(s, filters.SessionEnd{Reason: "quit"})
 }
@@ -198,7 +198,7 @@ func TestWriteFailureIsLoggedOnceAndNeverStopsMail(t *testing.T) {
 	}
 	defer f.Close()
 	s := testSession("s1")
-	h := f.Wrap(&backend{answer: mailbox})
+	h := f.with(&backend{answer: mailbox})
 	for range 3 {
 		if resp, _, err := run(t, h, s, "NOOP"); err != nil || !resp.IsOK() {
 			t.Fatalf("mail access stopped by an audit failure: %v %v", resp, err)
@@ -213,8 +213,9 @@ func TestWriteFailureIsLoggedOnceAndNeverStopsMail(t *testing.T) {
 	}
 }
 
-// TestConcurrentSessions runs sessions in parallel, each with pipelined
-// exchanges, and checks the file is whole: run it with -race.
+// TestConcurrentSessions runs sessions in parallel, each with a pipelined
+// burst whose Command sides run while earlier answers stream back, and
+// checks the file is whole: run it with -race.
 func TestConcurrentSessions(t *testing.T) {
 	f, path := newTest(t, true)
 	const sessions, perSession = 8, 20
@@ -222,24 +223,20 @@ func TestConcurrentSessions(t *testing.T) {
 	for i := range sessions {
 		s := testSession(fmt.Sprintf("s%d", i))
 		f.SessionStarted(s)
-		h := f.Wrap(&backend{answer: mailbox})
-		var inner sync.WaitGroup
+		h := f.with(&backend{answer: mailbox})
+		cmds := []string{"RETR 1", "UIDL", "DELE 2", "UIDL 3", "TOP 2 1"}
+		var lines []string
 		for j := range perSession {
-			inner.Add(1)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer inner.Done()
-				cmds := []string{"UIDL", "RETR 1", "DELE 2", "UIDL 3", "TOP 2 1"}
-				if _, _, err := serveLine(h, s, cmds[j%len(cmds)]); err != nil {
-					t.Error(err)
-				}
-			}()
+			lines = append(lines, cmds[j%len(cmds)])
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			inner.Wait()
+			for _, r := range pipeline(h, s, 4, lines...) {
+				if r.err != nil {
+					t.Error(r.err)
+				}
+			}
 			f.SessionEnded(s, filters.SessionEnd{Reason: "quit"})
 		}()
 	}

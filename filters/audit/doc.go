@@ -12,18 +12,21 @@
 //     with TLS after STLS (RFC 2595); tls_version, tls_cipher, sni.
 //   - session_end: duration_ms, bytes_in, bytes_out, reason,
 //     deletes_marked, deletes_committed, from filters.SessionEnd.
-//   - command, for every exchange: seq (ordinal in the session), verb,
-//     args (as parser.Command.Redacted prints them: PASS, APOP and AUTH
-//     secrets masked), out (the command last sent to the backend, redacted,
-//     when it differs), status ("+OK"/"-ERR"), code (RFC 2449/3206 response
-//     code), bytes (body octets, decoded, delivered to the client),
-//     duration_us, complete (false when the body was cut short or never
-//     read to its end) and error.
+//   - command, for every exchange: seq (ordinal in the session, in the
+//     client's order), verb, args (as parser.Command.Redacted prints them:
+//     PASS, APOP and AUTH secrets masked), out (the command sent to the
+//     backend, redacted, when it differs), status ("+OK"/"-ERR"), code (RFC
+//     2449/3206 response code), bytes (body octets, decoded, delivered to
+//     the client), duration_us, complete (false when the body was cut short
+//     or never read to its end) and error (why the exchange failed: then
+//     status and code are those of the -ERR the session answers).
 //   - auth, after the command record of an exchange that completes a login
 //     attempt (PASS, APOP, AUTH with a mechanism; RFC 1939, RFC 5034)
 //     with a final +OK or -ERR: client_user, backend_user, mechanism and
-//     backend from filters.Login, result ("ok"/"fail") and code. Never the
-//     password.
+//     backend from the session's filters.Login as the session recorded it
+//     once the exchange was over (client_user from Exchange.User when the
+//     session learnt no name: a CRAM-MD5 login the apop filter answered),
+//     result ("ok"/"fail") and code. Never the password.
 //   - retrieve, for RETR and TOP answered +OK: verb, msg, lines (TOP),
 //     uidl, size (octets delivered), message_id (RFC 5322 section 3.6.4)
 //     and complete.
@@ -31,20 +34,29 @@
 //   - commit, for QUIT answered +OK in the TRANSACTION state (RFC 1939
 //     section 6): count and msgs, the deletions marked since the last RSET
 //     (msgs_truncated when the list was cut at 100,000).
-//   - scan, written by RecordVerdict: verb, msg, verdict ("clean",
-//     "infected", "error", "skipped-oversize"), virus, error, bytes,
-//     duration_us.
+//   - scan, after the records of a RETR or TOP whose exchange carries a
+//     scanner's filters.Verdict (the clamav filter's): verb, msg, verdict
+//     ("clean", "infected", "error", "skipped-oversize" for an Err with an
+//     Oversize() bool method, see Oversize), virus, action (what the
+//     scanner did: "deliver", "replace", "reject", "tempfail", "pass"),
+//     error, bytes (octets scanned) and duration_us (the wait for the
+//     verdict after the last octet, Verdict.Wait).
 //   - chain_break, written by the writer itself (session, client and
 //     listener empty): reason ("torn tail", "unverifiable tail", "torn
 //     write"), skipped_offset, skipped_bytes and skipped_sha256 of the
 //     octets before it that are no record.
 //
 // Unique-ids (RFC 1939 section 7) are learnt from the client's own UIDL
-// commands as their answers stream past, bounded per session. For RETR or
-// TOP of a message whose unique-id is still unknown, the filter first asks
-// the backend "UIDL n" on the same exchange (so it implements
-// filters.Exclusive for those); once a backend has answered RETR but not
-// UIDL n, it is not asked again in that session.
+// commands as their answers stream past, bounded per session. The first
+// RETR, TOP or DELE in the TRANSACTION state of a message whose unique-id
+// is still unknown, in a session where neither the client nor the filter
+// asked for a UIDL listing yet, is exclusive (filters.Exclusive): the
+// session lets earlier exchanges finish, and the filter's Command side
+// asks the backend for the whole listing once, through Exchange.Backend.
+// That listing teaches every message's unique-id, so a pipelined burst of
+// RETRs drains the pipeline at most once per session, and never when the
+// client sent UIDL first. A backend that answers the listing -ERR has no
+// UIDL and is not asked again in the session.
 //
 // The Message-ID is found by a scanner that looks at the body as the
 // session streams it, without buffering or delaying it, within the first
@@ -78,14 +90,22 @@
 // outside the writer's lock), SyncRecord (fsync after every record),
 // SyncNone.
 //
+// The filter takes part in each exchange through the sides of the filters
+// API: Exclusive and Command on the session's reading goroutine (number
+// the exchange, make the one listing), Response on its answer goroutine
+// (learn unique-ids, tap the body, write the records of an answer without
+// body), and Finish after the answer went out or failed (records of a
+// failed exchange, auth, scan).
+//
 // Contracts:
 //   - The filter belongs first in the chain: it then sees each client
-//     command once, with Out equal to Command, and the Login that inner
-//     filters completed.
+//     command, with Out equal to Command before inner filters edit it, and
+//     the final answer on its way to the client.
 //   - Records of an exchange with a body are written when the session has
 //     read it to its end, or closed it (io.Closer, which is passed on to
-//     the wrapped body), or the read failed, or the session ended: the filter
-//     cannot know sooner how much was delivered.
+//     the wrapped body), or the read failed, or the exchange finished, or
+//     the session ended: the filter cannot know sooner how much was
+//     delivered. Command records follow the client's order.
 //   - Each record is written with a single write of one whole line, under
 //     a mutex, with no buffer kept between records: a crash loses at most
 //     the record being written (and, unless Sync is SyncRecord, what the
@@ -94,8 +114,13 @@
 //     Config.OnWriteError, and never stops mail access. A record written
 //     after Close is counted and logged at error level.
 //   - Per-session state lives in filters.Session values, is bounded
-//     (100,000 unique-ids of at most 70 octets, 4 MiB), safe for pipelined
-//     exchanges, and dropped at SessionEnded.
+//     (100,000 unique-ids of at most 70 octets, 4 MiB), behind a mutex
+//     because the Command side of an exchange runs while earlier answers
+//     stream back, and dropped at SessionEnded, which also finishes the
+//     records of exchanges the session left unfinished.
+//   - A record costs one encoding without reflection (encode.go, octet for
+//     octet what encoding/json writes), one SHA-256 when chaining, and the
+//     one write; BenchmarkPipelinedNOOPRecord measures it per exchange.
 //   - Secrets never reach the trail: commands are written only in their
 //     Redacted form, and Login.Password is never read.
 package audit

@@ -7,15 +7,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/filtertest"
 	"github.com/popgate/popgate/parser"
 )
 
@@ -23,27 +26,33 @@ import (
 type answer struct {
 	resp parser.Response
 	body string
-	err  error
 }
 
-// backend is a fake innermost handler: it records every command it is sent
-// and answers from a function.
+// backend is a fake POP3 backend: it records every command it is sent,
+// the exchanges' and the filter's own round trips alike, and answers from
+// a function.
 type backend struct {
 	mu     sync.Mutex
 	sent   []string
 	answer func(cmd parser.Command) answer
 }
 
-func (b *backend) Serve(_ context.Context, ex *filters.Exchange) error {
+// reply is the backend as a filtertest.Backend.
+func (b *backend) reply(cmd parser.Command) (parser.Response, string) {
 	b.mu.Lock()
-	b.sent = append(b.sent, ex.Out.String())
+	b.sent = append(b.sent, cmd.String())
 	b.mu.Unlock()
-	a := b.answer(ex.Out)
-	ex.Response = a.resp
-	if a.err == nil && parser.HasBody(ex.Out, a.resp) {
-		ex.Body = strings.NewReader(a.body)
+	a := b.answer(cmd)
+	return a.resp, a.body
+}
+
+// Call is the backend as the filters.Backend of an exclusive exchange.
+func (b *backend) Call(_ context.Context, cmd parser.Command) (parser.Response, io.Reader, error) {
+	resp, body := b.reply(cmd)
+	if !parser.HasBody(cmd, resp) {
+		return resp, nil, nil
 	}
-	return a.err
+	return resp, strings.NewReader(body), nil
 }
 
 func (b *backend) commands() []string {
@@ -109,9 +118,25 @@ func newTest(t *testing.T, chain bool) (*Filter, string) {
 	return f, path
 }
 
-// run serves one command through the filter and reads any body to its
-// end, as the session would; it returns the body read.
-func run(t *testing.T, h filters.Handler, s *filters.Session, line string) (parser.Response, string, error) {
+// harness runs exchanges through a chain against a backend, as the
+// proxy's session does.
+type harness struct {
+	c         *filters.Chain
+	b         *backend
+	exclusive atomic.Int64 // exchanges that ran alone
+}
+
+// newHarness returns a harness of the chain of fs in front of b.
+func newHarness(b *backend, fs ...filters.Filter) *harness {
+	return &harness{c: filters.NewChain(fs...), b: b}
+}
+
+// with returns a harness of f alone in front of b.
+func (f *Filter) with(b *backend) *harness { return newHarness(b, f) }
+
+// run runs one command through the chain on its own and reads any body
+// to its end, as the session would; it returns the body read.
+func run(t *testing.T, h *harness, s *filters.Session, line string) (parser.Response, string, error) {
 	t.Helper()
 	resp, body, err := serveLine(h, s, line)
 	if errors.Is(err, errHarness) {
@@ -123,21 +148,104 @@ func run(t *testing.T, h filters.Handler, s *filters.Session, line string) (pars
 // errHarness marks failures of the test harness itself.
 var errHarness = errors.New("harness")
 
-// serveLine is run for goroutines other than the test's.
-func serveLine(h filters.Handler, s *filters.Session, line string) (parser.Response, string, error) {
+// newExchange parses line into an exchange of session s.
+func newExchange(s *filters.Session, line string) (*filters.Exchange, error) {
 	cmd, err := parser.ParseCommand([]byte(line))
 	if err != nil {
-		return parser.Response{}, "", fmt.Errorf("%w: parse %q: %w", errHarness, line, err)
+		return nil, fmt.Errorf("%w: parse %q: %w", errHarness, line, err)
 	}
-	ex := &filters.Exchange{Session: s, Command: cmd, Out: cmd, Started: time.Now()}
-	err = h.Serve(context.Background(), ex)
+	ex := filtertest.Exchange(s, cmd)
+	ex.Started = time.Now()
+	return ex, nil
+}
+
+// serveLine is run for goroutines other than the test's.
+func serveLine(h *harness, s *filters.Session, line string) (parser.Response, string, error) {
+	ex, err := newExchange(s, line)
+	if err != nil {
+		return parser.Response{}, "", err
+	}
+	if h.c.Exclusive(ex) {
+		h.exclusive.Add(1)
+	}
+	err = filtertest.Run(context.Background(), h.c, ex, h.b.reply)
 	var body bytes.Buffer
-	if ex.Body != nil {
+	if err == nil && ex.Body != nil {
 		if _, rerr := body.ReadFrom(ex.Body); rerr != nil {
 			return ex.Response, "", fmt.Errorf("%w: %s: read body: %w", errHarness, line, rerr)
 		}
 	}
+	filtertest.Finish(h.c, ex, err)
 	return ex.Response, body.String(), err
+}
+
+// result is what the client got for one command of a burst.
+type result struct {
+	resp parser.Response
+	body string
+	err  error
+}
+
+// pipeline runs lines as one pipelined burst, as the session does: the
+// Command sides in order on this goroutine, the answers, Response sides,
+// bodies and Finish in order on another, with up to depth exchanges in
+// flight. An exclusive exchange first waits until every earlier one
+// finished, then runs its Command side with the backend to itself.
+func pipeline(h *harness, s *filters.Session, depth int, lines ...string) []result {
+	ctx := context.Background()
+	type flight struct {
+		ex  *filters.Exchange
+		n   int
+		err error
+	}
+	out := make([]result, len(lines))
+	ch := make(chan flight, depth)
+	var inFlight sync.WaitGroup
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		i := 0
+		for fl := range ch {
+			ex, err := fl.ex, fl.err
+			if err == nil {
+				if ex.Response.Status == 0 {
+					resp, body := h.b.reply(ex.Out)
+					ex.Response = resp
+					if parser.HasBody(ex.Out, resp) {
+						ex.Body = strings.NewReader(body)
+					}
+				}
+				err = h.c.Response(ctx, ex, fl.n)
+			}
+			var body bytes.Buffer
+			if err == nil && ex.Body != nil {
+				_, err = body.ReadFrom(ex.Body)
+			}
+			filtertest.Finish(h.c, ex, err)
+			out[i] = result{ex.Response, body.String(), err}
+			i++
+			inFlight.Done()
+		}
+	}()
+	for _, line := range lines {
+		ex, err := newExchange(s, line)
+		if err != nil {
+			out[0].err = err
+			break
+		}
+		if h.c.Exclusive(ex) {
+			h.exclusive.Add(1)
+			inFlight.Wait()
+			ex.Backend = h.b
+		}
+		n, err := h.c.Command(ctx, ex)
+		ex.Backend = nil
+		inFlight.Add(1)
+		ch <- flight{ex, n, err}
+	}
+	close(ch)
+	<-done
+	return out
 }
 
 // records reads the audit file and decodes every line, failing on any line

@@ -31,17 +31,19 @@ const (
 )
 
 // header is the part every record starts with. The field order of the
-// structs below is the field order on the line.
+// structs below is the field order on the line; encode.go writes them in
+// that order, exactly as encoding/json would (encode_test.go checks it).
+// Time is in UTC, so that it is written with a "Z".
 type header struct {
-	Time     string `json:"time"`
-	Event    string `json:"event"`
-	Session  string `json:"session"`
-	Client   string `json:"client"`
-	Listener string `json:"listener"`
+	Time     time.Time `json:"time"`
+	Event    string    `json:"event"`
+	Session  string    `json:"session"`
+	Client   string    `json:"client"`
+	Listener string    `json:"listener"`
 }
 
 func newHeader(event string, s *filters.Session, now time.Time) header {
-	h := header{Time: now.UTC().Format(time.RFC3339Nano), Event: event}
+	h := header{Time: now.UTC(), Event: event}
 	if s != nil {
 		h.Session = s.ID
 		h.Client = addrString(s.ClientAddr)
@@ -138,6 +140,7 @@ type scanRecord struct {
 	Msg        int    `json:"msg"`
 	Verdict    string `json:"verdict"`
 	Virus      string `json:"virus"`
+	Action     string `json:"action"`
 	Error      string `json:"error"`
 	Bytes      int64  `json:"bytes"`
 	DurationUS int64  `json:"duration_us"`

@@ -2,8 +2,9 @@ package audit
 
 import (
 	"bytes"
-	"strconv"
 	"strings"
+
+	"github.com/popgate/popgate/parser"
 )
 
 // Bounds of the streaming scanners. They look at octets as they pass and
@@ -74,8 +75,13 @@ type messageIDScanner struct {
 }
 
 func newMessageIDScanner() *messageIDScanner {
-	return &messageIDScanner{lines: lineSplitter{max: maxHeaderLine}}
+	m := &messageIDScanner{}
+	m.init()
+	return m
 }
+
+// init readies a zero scanner for use.
+func (m *messageIDScanner) init() { m.lines.max = maxHeaderLine }
 
 // write inspects p; it never keeps a reference to p.
 func (m *messageIDScanner) write(p []byte) {
@@ -161,6 +167,13 @@ func newUIDLScanner(store func(msg int, uid string)) *uidlScanner {
 	return &uidlScanner{lines: lineSplitter{max: maxUIDLLine}, store: store}
 }
 
+// Write feeds p to the scanner; it never fails, so a listing can be
+// copied into it.
+func (u *uidlScanner) Write(p []byte) (int, error) {
+	u.write(p)
+	return len(p), nil
+}
+
 func (u *uidlScanner) write(p []byte) {
 	u.lines.feed(p, func(line []byte, over bool) bool {
 		if !over {
@@ -201,19 +214,5 @@ func validUID(s string) bool {
 	return true
 }
 
-// parseMsg parses a message number: decimal digits only, at least 1.
-func parseMsg(s string) (int, bool) {
-	if len(s) == 0 || len(s) > 9 {
-		return 0, false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, false
-	}
-	return n, true
-}
+// parseMsg parses a message number argument (parser.MessageNumber).
+func parseMsg(s string) (int, bool) { return parser.MessageNumber(s) }

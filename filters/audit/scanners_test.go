@@ -78,8 +78,9 @@ func TestTapPassesBodyUnchanged(t *testing.T) {
 	f, path := newTest(t, false)
 	body := "Message-ID: <t@x>\r\n\r\n" + strings.Repeat("line of text\r\n", 5000)
 	for _, oneByte := range []bool{false, true} {
-		tp := &tap{r: strings.NewReader(body), f: f, st: newSession(), msgid: newMessageIDScanner(),
-			retrieve: &retrieveRecord{header: newHeader(EventRetrieve, nil, time.Now()), Verb: "RETR", Msg: 1}}
+		tp := &tap{r: strings.NewReader(body), f: f, retrieving: true,
+			retrieve: retrieveRecord{header: newHeader(EventRetrieve, nil, time.Now()), Verb: "RETR", Msg: 1}}
+		tp.msgid.init()
 		var r io.Reader = tp
 		if oneByte {
 			r = iotest.OneByteReader(tp)
@@ -102,12 +103,12 @@ func TestTapPassesBodyUnchanged(t *testing.T) {
 }
 
 func TestParseMsg(t *testing.T) {
-	for s, want := range map[string]int{"1": 1, "007": 7, "123456789": 123456789} {
+	for s, want := range map[string]int{"1": 1, "007": 7, "123456789": 123456789, "1234567890": 1234567890} {
 		if n, ok := parseMsg(s); !ok || n != want {
 			t.Errorf("parseMsg(%q) = %d, %v", s, n, ok)
 		}
 	}
-	for _, s := range []string{"", "0", "-1", "+1", "1a", "1234567890", " 1"} {
+	for _, s := range []string{"", "0", "-1", "+1", "1a", "12345678901", " 1"} {
 		if _, ok := parseMsg(s); ok {
 			t.Errorf("parseMsg(%q) accepted", s)
 		}

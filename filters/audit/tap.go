@@ -10,21 +10,24 @@ import (
 // tap wraps an exchange's Body. It counts the octets the session reads from
 // it (and so delivers to the client), lets the scanners look at them as
 // they pass, and writes the exchange's records once the body ends: at EOF,
-// at a read error, at Close, or when the session ends with the body unread. It never
-// holds back or copies the stream beyond one scanner line.
+// at a read error, at Close, at the exchange's Finish, or when the session
+// ends with the body unread. It never holds back or copies the stream
+// beyond one scanner line.
 type tap struct {
 	r     io.Reader
 	f     *Filter
-	st    *session
 	start time.Time
 
 	mu       sync.Mutex // guards what follows; Read and finish may race
 	n        int64
 	finished bool
 	cmd      commandRecord
-	retrieve *retrieveRecord   // nil unless RETR or TOP
-	msgid    *messageIDScanner // nil unless RETR or TOP
-	uidl     *uidlScanner      // nil unless a UIDL listing
+	// retrieving is set for RETR and TOP answered +OK: retrieve is then
+	// the record to write and msgid looks for its Message-ID.
+	retrieving bool
+	retrieve   retrieveRecord
+	msgid      messageIDScanner
+	uidl       *uidlScanner // nil unless a UIDL listing
 }
 
 // Read reads from the wrapped body.
@@ -34,7 +37,7 @@ func (t *tap) Read(p []byte) (int, error) {
 		t.mu.Lock()
 		if !t.finished {
 			t.n += int64(n)
-			if t.msgid != nil {
+			if t.retrieving {
 				t.msgid.write(p[:n])
 			}
 			if t.uidl != nil {
@@ -72,17 +75,15 @@ func (t *tap) finish(err error) {
 	complete := errors.Is(err, io.EOF)
 	now := time.Now()
 	cmd := t.cmd
-	cmd.Time = now.UTC().Format(time.RFC3339Nano)
+	cmd.Time = now.UTC()
 	cmd.Bytes = t.n
 	cmd.DurationUS = now.Sub(t.start).Microseconds()
 	cmd.Complete = complete
 	if !complete {
 		cmd.Error = err.Error()
 	}
-	var ret *retrieveRecord
-	if t.retrieve != nil {
-		r := *t.retrieve
-		ret = &r
+	ret := t.retrieve
+	if t.retrieving {
 		t.msgid.close()
 		ret.Time = cmd.Time
 		ret.Size = t.n
@@ -91,9 +92,8 @@ func (t *tap) finish(err error) {
 	}
 	t.mu.Unlock()
 
-	t.st.removePending(t)
-	t.f.record(&cmd)
-	if ret != nil {
-		t.f.record(ret)
+	t.f.recordCommand(&cmd)
+	if t.retrieving {
+		t.f.recordRetrieve(&ret)
 	}
 }

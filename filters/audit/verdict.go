@@ -5,12 +5,11 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/filters"
-	"github.com/popgate/popgate/parser"
 )
 
 // oversizer is implemented by scanner errors that mean "not scanned because
-// the message is larger than the scanner accepts". Oversize makes one, so
-// this package needs no import of clamav.
+// the message is larger than the scanner accepts" (clamav.ErrTooBig, or an
+// error marked with Oversize), so this package needs no import of clamav.
 type oversizer interface{ Oversize() bool }
 
 // oversizeError marks its cause as a skip for size.
@@ -20,10 +19,10 @@ func (e oversizeError) Error() string  { return e.err.Error() }
 func (e oversizeError) Unwrap() error  { return e.err }
 func (e oversizeError) Oversize() bool { return true }
 
-// Oversize returns err marked so that RecordVerdict writes the verdict
-// "skipped-oversize" for it; its text and errors.Is/As are unchanged. The
-// wiring uses it for the scanner's "too big to scan" errors, for instance
-// clamav.ErrTooBig. A nil err stays nil.
+// Oversize returns err marked so that the scan record of a Verdict with it
+// as Err says "skipped-oversize"; its text and errors.Is/As are unchanged.
+// A scanner whose "too big to scan" error has no Oversize method of its
+// own marks it with this. A nil err stays nil.
 func Oversize(err error) error {
 	if err == nil {
 		return nil
@@ -31,38 +30,49 @@ func Oversize(err error) error {
 	return oversizeError{err}
 }
 
-// RecordVerdict writes a scan record for the message retrieved by cmd (RETR
-// or TOP) in session s. main connects it to the clamav filter's verdict
-// callback. The verdict written is:
+// recordVerdict writes the scan record of ex.Verdict, for the message
+// retrieved by ex.Command (RETR or TOP). The verdict written is:
 //
-//   - "skipped-oversize" when err, or an error it wraps, has an
-//     Oversize() bool method that returns true (mark it with Oversize);
-//   - "error" for any other non-nil err, whose text is written too;
-//   - "clean" when clean is true, otherwise "infected", with virus the
-//     signature name the scanner reported.
+//   - "skipped-oversize" when Verdict.Err, or an error it wraps, has an
+//     Oversize() bool method that returns true;
+//   - "error" for any other Err, whose text is written too, and for a
+//     verdict that was never reached;
+//   - "clean" when Clean, otherwise "infected", with the virus the
+//     scanner named.
 //
-// bytes is the number of octets scanned and dur how long the scan took.
-func (f *Filter) RecordVerdict(s *filters.Session, cmd parser.Command, virus string, clean bool, err error, bytes int64, dur time.Duration) {
+// action is what the scanner did (Verdict.Action), bytes the octets
+// scanned and duration_us the wait for the verdict after the last octet
+// (Verdict.Wait).
+func (f *Filter) recordVerdict(st *session, ex *filters.Exchange) {
+	v := ex.Verdict
 	rec := scanRecord{
-		header:     newHeader(EventScan, s, time.Now()),
-		Verb:       cmd.Verb,
-		Virus:      virus,
-		Bytes:      bytes,
-		DurationUS: dur.Microseconds(),
+		header:     st.header(EventScan, time.Now()),
+		Verb:       ex.Command.Verb,
+		Virus:      v.Virus,
+		Action:     v.Action,
+		Bytes:      v.Size,
+		DurationUS: v.Wait.Microseconds(),
 	}
-	rec.Msg, _ = parseMsg(cmd.Arg(0))
+	rec.Msg, _ = parseMsg(ex.Command.Arg(0))
 	var o oversizer
 	switch {
-	case err != nil && errors.As(err, &o) && o.Oversize():
+	case v.Err != nil && errors.As(v.Err, &o) && o.Oversize():
 		rec.Verdict = VerdictSkippedOversize
-		rec.Error = err.Error()
-	case err != nil:
+		rec.Error = v.Err.Error()
+	case v.Err != nil:
 		rec.Verdict = VerdictError
-		rec.Error = err.Error()
-	case clean:
+		rec.Error = v.Err.Error()
+	case !v.Scanned:
+		rec.Verdict = VerdictError
+		rec.Error = errNoVerdict.Error()
+	case v.Clean:
 		rec.Verdict = VerdictClean
 	default:
 		rec.Verdict = VerdictInfected
 	}
 	f.record(&rec)
 }
+
+// errNoVerdict is the error of a scan record whose Verdict says neither
+// what the scanner found nor why it found nothing.
+var errNoVerdict = errors.New("the scanner gave no verdict")

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -62,14 +61,13 @@ type writer struct {
 	out     io.Writer
 	file    *os.File // nil for stdout
 	closed  bool
-	last    string // hash of the last chained record written
+	last    []byte // hex hash of the last chained record written; empty before the first
 	size    int64  // octets in the file, so offsets of gaps are known
 	needNL  bool   // the file ends mid-line: start the next write with "\n"
 	gap     *gap   // octets to name in a chain_break before the next chained record
 	failing bool   // the last write failed; logged once until it recovers
 	dropped int64  // records lost while failing
-	line    bytes.Buffer
-	enc     *json.Encoder
+	gapLine []byte // the line of a chain_break record
 
 	// Sync policy: the strictest of the Filters using the writer.
 	users    map[*Filter]syncSetting
@@ -83,8 +81,6 @@ type writer struct {
 
 func newWriter(path, key string, chain bool, logger hclog.Logger) (*writer, error) {
 	w := &writer{path: path, key: key, logger: logger, users: map[*Filter]syncSetting{}}
-	w.enc = json.NewEncoder(&w.line)
-	w.enc.SetEscapeHTML(false)
 	if path == "-" {
 		w.out = os.Stdout
 		return w, nil
@@ -126,7 +122,7 @@ func (w *writer) open(chain bool) error {
 		return err
 	}
 	if chain && ts.last != "" {
-		w.last = ts.last
+		w.last = append(w.last[:0], ts.last...)
 	}
 	w.file, w.out, w.size, w.needNL, w.gap = f, f, st.Size(), ts.needNL, nil
 	if chain && ts.gapAt >= 0 {
@@ -168,36 +164,34 @@ func splitHash(line []byte) (hash string, content []byte, ok bool) {
 	return string(h), content, true
 }
 
-// write encodes rec as one line, chained or not, and appends it. A pending
-// gap is named in a chain_break record before the next chained record.
-// Failures are logged (once until writing works again) and returned.
-func (w *writer) write(rec any, chain bool) error {
+// write appends one record as one line, chained or not. line holds the
+// record's JSON object from line[1] on; line[0] is spare room for the
+// newline that ends a torn last line. write adds the chain fields and the
+// newline to line, and returns it (grown, for the caller to reuse). A
+// pending gap is named in a chain_break record before the next chained
+// record. Failures are logged (once until writing works again) and
+// returned.
+func (w *writer) write(line []byte, chain bool) ([]byte, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return ErrClosed
+		return line, ErrClosed
 	}
 	if chain && w.gap != nil {
 		if err := w.recordGap(); err != nil {
-			return w.lost(err)
+			return line, w.lost(err)
 		}
 	}
-	hash, err := w.encode(rec, chain)
+	line, err := w.put(line, chain)
 	if err != nil {
-		return err
-	}
-	if err := w.append(chain); err != nil {
-		return w.lost(err)
-	}
-	if chain {
-		w.last = hash
+		return line, w.lost(err)
 	}
 	if w.failing {
 		w.failing = false
 		w.logger.Warn("audit: writing again", "path", w.path, "records_lost", w.dropped)
 		w.dropped = 0
 	}
-	return nil
+	return line, nil
 }
 
 // lost logs a failed write, once until writing works again, and returns
@@ -211,64 +205,57 @@ func (w *writer) lost(err error) error {
 	return err
 }
 
-// encode puts rec into w.line as one line, with the chain fields when
-// chain is set, and returns its hash.
-func (w *writer) encode(rec any, chain bool) (string, error) {
-	w.line.Reset()
-	if w.needNL {
-		w.line.WriteByte('\n')
-	}
-	start := w.line.Len()
-	if err := w.enc.Encode(rec); err != nil {
-		return "", fmt.Errorf("audit: encode record: %w", err)
-	}
-	w.line.Truncate(w.line.Len() - 1) // Encode's newline
-	var hash string
+// put ends line (see write) with the chain fields when chain is set and
+// a newline, and appends it with one write. When the file ends mid-line
+// the write starts with the newline that ends it. A chained line cut short
+// leaves a gap that the next chained record names; with the record policy
+// the file is synced before put returns. Callers hold w.mu.
+func (w *writer) put(line []byte, chain bool) ([]byte, error) {
+	var hash [hashLen]byte
 	if chain {
 		// The content is the record with prev_hash as its last field;
 		// the line is the content with the hash field appended.
-		w.line.Truncate(w.line.Len() - 1) // closing brace
-		w.line.WriteString(prevHashField)
-		w.line.WriteString(w.last)
-		w.line.WriteString(`"}`)
-		hash = hashContent(w.line.Bytes()[start:])
-		w.line.Truncate(w.line.Len() - 1)
-		w.line.WriteString(hashField)
-		w.line.WriteString(hash)
-		w.line.WriteString(`"}`)
+		line = line[:len(line)-1] // closing brace
+		line = append(line, prevHashField...)
+		line = append(line, w.last...)
+		line = append(line, '"', '}')
+		sum := sha256.Sum256(line[1:])
+		hex.Encode(hash[:], sum[:])
+		line = line[:len(line)-1]
+		line = append(line, hashField...)
+		line = append(line, hash[:]...)
+		line = append(line, '"', '}')
 	}
-	w.line.WriteByte('\n')
-	return hash, nil
-}
-
-// append writes w.line with one write. A chained line cut short leaves a
-// gap that the next chained record names; with the record policy the file
-// is synced before append returns.
-func (w *writer) append(chain bool) error {
-	line := w.line.Bytes()
-	lead := int64(0)
+	line = append(line, '\n')
+	out, lead := line[1:], int64(0)
 	if w.needNL {
-		lead = 1
+		line[0] = '\n'
+		out, lead = line, 1
 	}
-	n, err := w.out.Write(line)
+	n, err := w.out.Write(out)
 	if n > 0 {
-		if chain && w.file != nil && w.gap == nil && n < len(line) && int64(n) > lead {
+		if chain && w.file != nil && w.gap == nil && n < len(out) && int64(n) > lead {
 			w.gap = &gap{offset: w.size + lead, reason: ReasonTornWrite}
 		}
 		w.size += int64(n)
-		w.needNL = line[n-1] != '\n'
+		w.needNL = out[n-1] != '\n'
 		w.dirty = true
 	}
 	if err != nil {
-		return fmt.Errorf("audit: write %s: %w", w.path, err)
+		return line, fmt.Errorf("audit: write %s: %w", w.path, err)
+	}
+	if chain {
+		// The line is in the file: the next record links to it, even
+		// if the sync below fails.
+		w.last = append(w.last[:0], hash[:]...)
 	}
 	if w.policy == SyncRecord && w.file != nil {
 		w.dirty = false
 		if err := w.file.Sync(); err != nil {
-			return fmt.Errorf("audit: sync %s: %w", w.path, err)
+			return line, fmt.Errorf("audit: sync %s: %w", w.path, err)
 		}
 	}
-	return nil
+	return line, nil
 }
 
 // recordGap writes the chain_break record that names w.gap: the offset,
@@ -288,20 +275,18 @@ func (w *writer) recordGap() error {
 		n++
 	}
 	rec := &chainBreakRecord{
-		header:        header{Time: time.Now().UTC().Format(time.RFC3339Nano), Event: EventChainBreak},
+		header:        header{Time: time.Now().UTC(), Event: EventChainBreak},
 		Reason:        g.reason,
 		SkippedOffset: g.offset,
 		SkippedBytes:  n,
 		SkippedSHA256: hex.EncodeToString(h.Sum(nil)),
 	}
-	hash, err := w.encode(rec, true)
+	line, err := w.put(rec.appendJSON(append(w.gapLine[:0], 0)), true)
+	w.gapLine = line
 	if err != nil {
 		return err
 	}
-	if err := w.append(true); err != nil {
-		return err
-	}
-	w.last, w.gap = hash, nil
+	w.gap = nil
 	w.logger.Warn("audit: chain break recorded; the octets that are no record stay in the file",
 		"path", w.path, "reason", rec.Reason, "offset", rec.SkippedOffset, "bytes", rec.SkippedBytes)
 	return nil

@@ -55,8 +55,7 @@ func TestSpoolBudget(t *testing.T) {
 				t.Fatalf("Serve = %v", r.err)
 			}
 			be.assertDrained(t)
-			evs := h.evs.evs
-			ev := evs[len(evs)-1]
+			ev := verdictOf(t, r.ex)
 			if !errors.Is(ev.Err, spool.ErrBudget) {
 				t.Errorf("event error = %v, want spool.ErrBudget", ev.Err)
 			}

@@ -114,32 +114,32 @@ func TestIntegrationFilter(t *testing.T) {
 		if r.err != nil || r.bodyErr != nil {
 			t.Fatalf("Serve = %v, body error %v", r.err, r.bodyErr)
 		}
-		ev := h.evs.only(t)
-		if ev.Action != ActionReplace || ev.Verdict.Virus == "" {
-			t.Fatalf("event = %+v", ev)
+		ev := verdictOf(t, r.ex)
+		if ev.Action != ActionReplace || ev.Virus == "" {
+			t.Fatalf("verdict = %+v", ev)
 		}
-		checkNotice(t, r.body, ev.Verdict.Virus)
+		checkNotice(t, r.body, ev.Virus)
 	})
 	t.Run("clean-10MiB", func(t *testing.T) {
 		const lines = 10 << 20 / 76
 		h := newHarness(t, Config{Address: addrs["tcp"]})
-		r, err := h.serve(retr, parser.OK(""), newBackend(newLineWire(lines)))
+		ex, err := h.serve(retr, parser.OK(""), newBackend(newLineWire(lines)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.New()
-		if _, err := io.Copy(sum, r.Body); err != nil {
+		if _, err := io.Copy(sum, ex.Body); err != nil {
 			t.Fatal(err)
 		}
-		r.Body.(io.Closer).Close()
+		ex.Body.(io.Closer).Close()
 		if [32]byte(sum.Sum(nil)) != hashOf(lines) {
 			t.Fatal("delivered body differs")
 		}
-		ev := h.evs.only(t)
-		if ev.Action != ActionDeliver || !ev.Verdict.Clean {
-			t.Fatalf("event = %+v", ev)
+		ev := verdictOf(t, ex)
+		if ev.Action != ActionDeliver || !ev.Clean {
+			t.Fatalf("verdict = %+v", ev)
 		}
-		t.Logf("10 MiB clean through the filter: clamd session %v, wait after last octet %v", ev.Verdict.Duration, ev.Verdict.Wait)
+		t.Logf("10 MiB clean through the filter: wait after last octet %v", ev.Wait)
 	})
 	t.Run("clamd-size-limit", func(t *testing.T) {
 		limit := streamMaxLength(t, itEnv(t)["CLAMD_CONF"])
@@ -148,9 +148,9 @@ func TestIntegrationFilter(t *testing.T) {
 		if r.err != nil || r.ex.Response.String() != unavailable {
 			t.Fatalf("Serve = %v, response %q", r.err, r.ex.Response)
 		}
-		ev := h.evs.only(t)
+		ev := verdictOf(t, r.ex)
 		if !errors.Is(ev.Err, ErrSizeLimit) {
-			t.Fatalf("event error = %v, want ErrSizeLimit (clamd's reply, not the reset)", ev.Err)
+			t.Fatalf("verdict error = %v, want ErrSizeLimit (clamd's reply, not the reset)", ev.Err)
 		}
 		t.Logf("past StreamMaxLength %d: %v", limit, ev.Err)
 	})

@@ -10,8 +10,9 @@
 // writer still sending sees as EPIPE or ECONNRESET: the Stream then reads
 // the reply and reports ErrSizeLimit rather than the write error.
 //
-// The filter (name "clamav") handles +OK answers to RETR and TOP (RFC 1939
-// sections 7 and 11) and passes every other command straight on. It reads
+// The filter (name "clamav") works on the Response side of the chain
+// (filters.ResponseFilter): it handles +OK answers to RETR and TOP (RFC 1939
+// sections 7 and 11) and passes every other answer straight on. It reads
 // the body to its end, writing every octet both into a spool
 // (filters/spool) and into a clamd stream, so the verdict is ready when the
 // last octet has arrived: the latency added is clamd's tail, with no second
@@ -40,9 +41,12 @@
 // the same clamd.
 //
 // With Config.KeepReplaced, a DELE of a message the session found infected
-// is answered -ERR and not sent, so the original stays on the server
-// (keep.go). Without it, a client that reads the notice and sends DELE
-// deletes the original at QUIT, like any other message.
+// is answered -ERR by the Command side and not sent, so the original stays
+// on the server (keep.go). DELE is then exclusive (filters.Exclusive): the
+// session lets every earlier answer, and so every verdict, go out before
+// the DELE is decided. Without it, a client that reads the notice and
+// sends DELE deletes the original at QUIT, like any other message, and
+// DELE stays pipelined.
 //
 // Contracts:
 //   - Memory stays flat whatever the message size: one read buffer, one
@@ -58,17 +62,29 @@
 //     spooled prefix followed by the rest of the body straight from the
 //     backend, unscanned.
 //   - A truncated backend body (io.ErrUnexpectedEOF or any read error) is
-//     returned from Serve, wrapped, and nothing is delivered: a truncated
-//     message never looks complete.
+//     returned from the Response side, wrapped, which ends the session,
+//     and nothing is delivered: a truncated message never looks complete.
+//   - The backend's body is closed, when it is an io.Closer, once the
+//     filter has read it; when the delivered body reads on from it (on_error
+//     "pass" past MaxSize), the delivered body closes it.
 //   - A delivered Body that holds a spool implements io.Closer: it
 //     releases the spool at its end, on a read error, or on Close. The
-//     session should Close a Body that implements io.Closer when the
-//     exchange ends, so a client that goes away mid-message does not hold
-//     a spool until garbage collection.
+//     session Closes a Body that implements io.Closer when the exchange
+//     ends, so a client that goes away mid-message does not hold a spool
+//     until garbage collection.
 //   - Where the message changes (ScannedHeader, notice), a "+OK N octets"
 //     reply is corrected to the octets delivered; LIST sizes are not.
-//   - Every scanned message is reported to Config.OnVerdict as a
-//     VerdictEvent, and logged: clean at Debug, infected at Info, not
-//     scanned at Warn, spool failures at Error.
+//   - Every scanned message gets a filters.Verdict on its exchange
+//     (Exchange.Verdict), which the session reports to metrics and the
+//     audit filter records in its Finish: Scanned and Clean or Virus when
+//     clamd answered, Err when it did not (ErrTooBig, which has an
+//     Oversize() bool method for audit, ErrBusy, ErrSizeLimit, ReplyError,
+//     spool.ErrBudget, a spool failure), Action one of the Action
+//     constants, Size the octets read from the backend before the
+//     decision, and Wait clamd's latency after the last octet. It is also
+//     logged: clean at Debug, infected at Info, not scanned at Warn, spool
+//     failures at Error. A truncated body gets no verdict.
+//   - The kept set of a session is written by Response sides and read by
+//     DELE's Command side, which may run at the same time; it is locked.
 //   - The filter opens no socket but clamd's.
 package clamav

@@ -67,7 +67,7 @@ type Config struct {
 	MaxSize int64
 	// Timeout bounds each exchange with clamd: the dial, each chunk sent,
 	// and the wait for the verdict after the last octet; 0 means
-	// DefaultTimeout. A slow backend does not count against it.
+	// DefaultScanTimeout. A slow backend does not count against it.
 	Timeout time.Duration
 	// SpoolDir is where bodies larger than SpoolMemory wait for their
 	// verdict; "" means os.TempDir().
@@ -92,51 +92,31 @@ type Config struct {
 	// KeepReplaced refuses, with -ERR, a DELE of a message that this
 	// session found infected (replaced by the notice, or refused with
 	// on_infected "reject"), so the original stays on the server. Each
-	// DELE then costs a NOOP round trip to the backend first (keep.go).
+	// DELE then runs alone (filters.Exclusive): the session first lets
+	// every earlier answer, and so every verdict, go out (keep.go).
 	KeepReplaced bool
 	// AddHeader prepends ScannedHeader to clean messages. Off by default:
 	// the message then has more octets than LIST announced (the size in a
 	// "+OK N octets" reply is corrected).
 	AddHeader bool
-	// OnVerdict, if set, is called once for every scanned RETR or TOP,
-	// from the session's goroutine, before the response goes to the
-	// client. The wiring connects it to audit logs and metrics.
-	OnVerdict func(s *filters.Session, ev VerdictEvent)
 }
 
-// Action is what the filter did with a message.
-type Action string
-
-// The actions of a VerdictEvent.
+// The values of filters.Verdict.Action the filter sets: what it did with a
+// message.
 const (
-	ActionDeliver  Action = "deliver"  // clean, delivered
-	ActionReplace  Action = "replace"  // infected, replaced by a notice
-	ActionReject   Action = "reject"   // infected, answered -ERR [SYS/PERM]
-	ActionTempFail Action = "tempfail" // not scanned, answered -ERR [SYS/TEMP]
-	ActionPass     Action = "pass"     // not scanned, delivered as it was
+	ActionDeliver  = "deliver"  // clean, delivered
+	ActionReplace  = "replace"  // infected, replaced by a notice
+	ActionReject   = "reject"   // infected, answered -ERR [SYS/PERM]
+	ActionTempFail = "tempfail" // not scanned, answered -ERR [SYS/TEMP]
+	ActionPass     = "pass"     // not scanned, delivered as it was
 )
 
-// VerdictEvent reports the scan of one message to Config.OnVerdict.
-type VerdictEvent struct {
-	// Command is the client's command, RETR or TOP.
-	Command parser.Command
-	// Verdict is clamd's answer; meaningful only when Err is nil.
-	Verdict Verdict
-	// Err is why there is no verdict: clamd unreachable, timed out or
-	// refusing (ReplyError, ErrSizeLimit), ErrTooBig, ErrBusy, the spool
-	// budget exhausted (spool.ErrBudget), or a spool failure.
-	Err error
-	// Action is what the filter did.
-	Action Action
-	// Size is the octets of the body read from the backend before the
-	// decision; with ActionPass after ErrTooBig the rest follows unread.
-	Size int64
-}
-
 // Filter is the clamav filter: it scans the bodies of RETR and TOP with
-// clamd while they arrive from the backend and delivers, replaces or
-// refuses each message according to the verdict. It implements
-// filters.Filter and is safe for concurrent use by many sessions.
+// clamd while they arrive from the backend (its Response side) and
+// delivers, replaces or refuses each message according to the verdict,
+// which it puts on the exchange (filters.Exchange.Verdict). With
+// KeepReplaced its Command side refuses a DELE of a message found
+// infected. It is safe for concurrent use by many sessions.
 type Filter struct {
 	cfg    Config
 	client *Client
@@ -145,7 +125,11 @@ type Filter struct {
 	keptMu sync.Mutex // creating a session's keptSet
 }
 
-var _ filters.Filter = (*Filter)(nil)
+var (
+	_ filters.CommandFilter  = (*Filter)(nil)
+	_ filters.ResponseFilter = (*Filter)(nil)
+	_ filters.Exclusive      = (*Filter)(nil)
+)
 
 // New validates cfg, fills in its defaults and returns the filter. It does
 // not connect to clamd: a clamd that is down is an error per message, not
@@ -182,7 +166,7 @@ func New(cfg Config, logger hclog.Logger) (*Filter, error) {
 	case cfg.Timeout < 0:
 		return nil, fmt.Errorf("clamav: timeout %v is negative", cfg.Timeout)
 	case cfg.Timeout == 0:
-		cfg.Timeout = DefaultTimeout
+		cfg.Timeout = DefaultScanTimeout
 	}
 	switch {
 	case cfg.SpoolMemory < 0:
@@ -211,25 +195,25 @@ func (f *Filter) Name() string { return "clamav" }
 // Config returns the configuration with its defaults filled in.
 func (f *Filter) Config() Config { return f.cfg }
 
-// Wrap returns a Handler that scans the bodies next returns for RETR and
-// TOP, refuses a DELE of a kept message (KeepReplaced), and passes every
-// other command straight to next.
-func (f *Filter) Wrap(next filters.Handler) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		if f.cfg.KeepReplaced && ex.Command.Verb == "DELE" && ex.Out.Verb == "DELE" {
-			return f.dele(ctx, ex, next)
-		}
-		if !scanned(ex.Command) && !scanned(ex.Out) {
-			return next.Serve(ctx, ex)
-		}
-		if err := next.Serve(ctx, ex); err != nil {
-			return err
-		}
-		if !ex.Response.IsOK() || ex.Body == nil {
-			return nil
-		}
-		return f.serve(ctx, ex)
-	})
+// Command refuses a DELE of a message this session found infected, when
+// KeepReplaced is set (keep.go); every other command passes. It
+// implements filters.CommandFilter.
+func (f *Filter) Command(_ context.Context, ex *filters.Exchange) error {
+	if f.cfg.KeepReplaced && ex.Command.Verb == "DELE" && ex.Out.Verb == "DELE" {
+		f.dele(ex)
+	}
+	return nil
+}
+
+// Response scans the body of a +OK answer to RETR or TOP, decides what
+// the client gets instead (the message, a notice, or -ERR) and sets
+// ex.Verdict; every other answer passes unchanged. It implements
+// filters.ResponseFilter.
+func (f *Filter) Response(ctx context.Context, ex *filters.Exchange) error {
+	if !scanned(ex.Command) && !scanned(ex.Out) || !ex.Response.IsOK() || ex.Body == nil {
+		return nil
+	}
+	return f.serve(ctx, ex)
 }
 
 // scanned reports whether cmd retrieves a message.

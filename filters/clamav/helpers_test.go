@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/filtertest"
 	"github.com/popgate/popgate/parser"
 )
 
@@ -53,16 +55,42 @@ func newBackendSize(src io.Reader, size int) *backend {
 	return &backend{pr: pr}
 }
 
-// handler answers like a backend: resp and, when resp has one, the body.
-func (b *backend) handler(resp parser.Response) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		ex.Response = resp
-		if parser.HasBody(ex.Out, resp) {
-			b.body = b.pr.DotReader()
-			ex.Body = b.body
-		}
-		return nil
-	})
+// answer is the backend's part of an exchange: resp and, when resp has
+// one, the body as a DotReader over the wire, so that tests see how far
+// the filter read it.
+func (b *backend) answer(ex *filters.Exchange, resp parser.Response) {
+	ex.Response = resp
+	if parser.HasBody(ex.Out, resp) {
+		b.body = b.pr.DotReader()
+		ex.Body = b.body
+	}
+}
+
+// run runs ex through c as the session does (filtertest.Run does the
+// same with a body held in a string): Exclusive, the Command side, then,
+// unless a filter answered, be's answer resp, then the Response side.
+// The filter makes no extra round trips, so an exclusive exchange gets a
+// Backend that fails every Call.
+func runChain(ctx context.Context, c *filters.Chain, ex *filters.Exchange, resp parser.Response, be *backend) error {
+	if c.Exclusive(ex) {
+		ex.Backend = noCalls{}
+	}
+	n, err := c.Command(ctx, ex)
+	ex.Backend = nil
+	if err != nil {
+		return err
+	}
+	if ex.Response.Status == 0 {
+		be.answer(ex, resp)
+	}
+	return c.Response(ctx, ex, n)
+}
+
+// noCalls is the Backend of an exclusive exchange in these tests.
+type noCalls struct{}
+
+func (noCalls) Call(context.Context, parser.Command) (parser.Response, io.Reader, error) {
+	return parser.Response{}, nil, errors.New("clamav makes no extra backend calls")
 }
 
 // assertDrained checks that the backend body was read to its terminator
@@ -78,27 +106,14 @@ func (b *backend) assertDrained(t *testing.T) {
 	}
 }
 
-// events collects VerdictEvents.
-type events struct {
-	mu  sync.Mutex
-	evs []VerdictEvent
-}
-
-func (e *events) add(_ *filters.Session, ev VerdictEvent) {
-	e.mu.Lock()
-	e.evs = append(e.evs, ev)
-	e.mu.Unlock()
-}
-
-// only returns the one event recorded, failing the test otherwise.
-func (e *events) only(t *testing.T) VerdictEvent {
+// verdictOf returns the verdict the filter put on ex, failing the test
+// when there is none.
+func verdictOf(t *testing.T, ex *filters.Exchange) *filters.Verdict {
 	t.Helper()
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.evs) != 1 {
-		t.Fatalf("%d verdict events, want 1: %+v", len(e.evs), e.evs)
+	if ex.Verdict == nil {
+		t.Fatalf("%s: no verdict on the exchange", ex.Command)
 	}
-	return e.evs[0]
+	return ex.Verdict
 }
 
 // syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
@@ -119,18 +134,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// harness runs exchanges through a clamav filter.
+// harness runs exchanges through a chain of one clamav filter.
 type harness struct {
-	f    *Filter
-	evs  *events
-	logs *syncBuffer
+	f     *Filter
+	chain *filters.Chain
+	logs  *syncBuffer
 }
 
-// newHarness builds the filter from cfg, recording verdicts and logs.
-func newHarness(t *testing.T, cfg Config) *harness {
+// newHarness builds the filter from cfg, recording its logs.
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
-	h := &harness{evs: &events{}, logs: &syncBuffer{}}
-	cfg.OnVerdict = h.evs.add
+	h := &harness{logs: &syncBuffer{}}
 	if cfg.SpoolDir == "" {
 		cfg.SpoolDir = t.TempDir()
 	}
@@ -139,22 +153,28 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.f = f
+	h.f, h.chain = f, filters.NewChain(f)
 	return h
 }
 
 // result is what the client side of an exchange saw.
 type result struct {
 	ex      *filters.Exchange
-	err     error  // from Serve
+	err     error  // from the chain
 	body    []byte // Body read to its end, if there was one
 	bodyErr error
 }
 
-// serve serves cmd against a backend answering resp and its body.
+// serve runs cmd through the chain against a backend answering resp and
+// its body, in a session of its own, and leaves the Body unread.
 func (h *harness) serve(cmd parser.Command, resp parser.Response, be *backend) (*filters.Exchange, error) {
-	ex := &filters.Exchange{Session: &filters.Session{ID: "test"}, Command: cmd, Out: cmd}
-	return ex, h.f.Wrap(be.handler(resp)).Serve(context.Background(), ex)
+	return h.serveCtx(context.Background(), &filters.Session{ID: "test"}, cmd, resp, be)
+}
+
+// serveCtx is serve in session s, with ctx the session's context.
+func (h *harness) serveCtx(ctx context.Context, s *filters.Session, cmd parser.Command, resp parser.Response, be *backend) (*filters.Exchange, error) {
+	ex := filtertest.Exchange(s, cmd)
+	return ex, runChain(ctx, h.chain, ex, resp, be)
 }
 
 // run serves cmd against a backend answering resp and its body, and

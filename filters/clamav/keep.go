@@ -1,7 +1,6 @@
 package clamav
 
 import (
-	"context"
 	"strconv"
 	"sync"
 
@@ -17,17 +16,19 @@ import (
 // The DELE has to be decided after every earlier RETR and TOP of the
 // session has had its verdict, or a pipelined "RETR 1" "DELE 1" would be
 // checked before message 1 was known to be infected. So the filter makes
-// DELE exclusive (filters.Exclusive) and sends a NOOP through the rest of
-// the chain first: its answer comes only after the answers of every
-// earlier command, verdicts included. The DELE follows if the message is
-// not kept. Each DELE then costs one more round trip to the backend.
+// DELE exclusive (filters.Exclusive): the session lets every earlier
+// exchange finish, its Response side (where verdicts are reached) and its
+// answer included, before the DELE's Command side runs. That side answers
+// -ERR for a kept message, and the DELE is not sent; any other DELE goes on
+// to the backend. A pipelined burst drains at each DELE; no extra round
+// trip is made.
 
 // keptKey is the filters.Session value key of a session's keptSet.
 type keptKey struct{ f *Filter }
 
 // keptSet is the set of message numbers of one session found infected.
-// Written by the exchanges that scan (serve), read by DELE; safe for
-// concurrent use.
+// Written by the Response side of the exchanges that scan (serve), read by
+// the Command side of DELE; the two may run at once, so it is locked.
 type keptSet struct {
 	mu   sync.Mutex
 	msgs map[int]bool
@@ -41,18 +42,17 @@ func respKept(msg int) parser.Response {
 	return parser.Err("", "message "+strconv.Itoa(msg)+" was found infected and stays on the server")
 }
 
-// Exclusive reports whether serving cmd may call next twice: DELE, when
-// KeepReplaced is set. It implements filters.Exclusive.
-func (f *Filter) Exclusive(cmd parser.Command, _ *filters.Session) bool {
-	return f.cfg.KeepReplaced && cmd.Verb == "DELE"
+// Exclusive reports whether ex must run alone: a DELE, when KeepReplaced
+// is set, so that every earlier verdict is in before it is decided. It
+// implements filters.Exclusive.
+func (f *Filter) Exclusive(ex *filters.Exchange) bool {
+	return f.cfg.KeepReplaced && ex.Command.Verb == "DELE"
 }
-
-var _ filters.Exclusive = (*Filter)(nil)
 
 // keep records that message arg (a RETR or TOP argument) of session s was
 // found infected.
 func (f *Filter) keep(s *filters.Session, arg string) {
-	msg, ok := parseMsg(arg)
+	msg, ok := parser.MessageNumber(arg)
 	if !ok || s == nil {
 		return
 	}
@@ -85,37 +85,18 @@ func (f *Filter) kept(s *filters.Session) *keptSet {
 	return set
 }
 
-// dele serves a DELE with KeepReplaced set: a NOOP first, so that every
-// earlier verdict is in, then the DELE unless the message is kept.
-func (f *Filter) dele(ctx context.Context, ex *filters.Exchange, next filters.Handler) error {
-	dele := ex.Out
-	ex.Out = parser.NewCommand("NOOP")
-	err := next.Serve(ctx, ex)
-	ex.Out = dele
-	if err != nil || !ex.Response.IsOK() {
-		// Refused on the way (a policy denying DELE, for one): that is
-		// the answer to the DELE.
-		return err
+// dele answers a DELE of a kept message -ERR, so it is not sent; any other
+// DELE is left alone. Exclusive made the session finish every earlier
+// exchange first, so the verdicts of this session are all in.
+func (f *Filter) dele(ex *filters.Exchange) {
+	msg, ok := parser.MessageNumber(ex.Out.Arg(0))
+	if !ok || !f.isKept(ex.Session, msg) {
+		return
 	}
-	if msg, ok := parseMsg(dele.Arg(0)); ok && f.isKept(ex.Session, msg) {
-		ex.Response, ex.Body = respKept(msg), nil
-		log := f.logger
-		if ex.Session != nil {
-			log = log.With("session", ex.Session.ID)
-		}
-		log.Info("DELE refused: the message was found infected and keep_replaced keeps it on the server", "msg", msg)
-		return nil
+	ex.Response, ex.Body = respKept(msg), nil
+	log := f.logger
+	if ex.Session != nil {
+		log = log.With("session", ex.Session.ID)
 	}
-	ex.Response, ex.Body = parser.Response{}, nil
-	return next.Serve(ctx, ex)
-}
-
-// parseMsg parses a message number (RFC 1939 section 5: a positive
-// decimal number).
-func parseMsg(arg string) (int, bool) {
-	n, err := strconv.Atoi(arg)
-	if err != nil || n < 1 || arg[0] == '+' {
-		return 0, false
-	}
-	return n, true
+	log.Info("DELE refused: the message was found infected and keep_replaced keeps it on the server", "msg", msg)
 }

@@ -12,8 +12,18 @@ import (
 )
 
 // ErrTooBig is the cause recorded when a body is larger than
-// Config.MaxSize and so is not scanned.
-var ErrTooBig = errors.New("clamav: message larger than max_size, not scanned")
+// Config.MaxSize and so is not scanned. It has an Oversize method that
+// returns true, so that the audit filter records "skipped-oversize" for
+// it without importing this package.
+var ErrTooBig error = tooBigError{}
+
+// tooBigError is the type of ErrTooBig.
+type tooBigError struct{}
+
+func (tooBigError) Error() string { return "clamav: message larger than max_size, not scanned" }
+
+// Oversize reports that the message was not scanned for its size.
+func (tooBigError) Oversize() bool { return true }
 
 // readSize is the size of the reads from the backend's body.
 const readSize = 64 << 10
@@ -37,6 +47,15 @@ type receipt struct {
 	scanErr error
 	// spoolErr is an I/O error of the spool: the message is lost.
 	spoolErr error
+	// src is the backend's body, read to its end unless rest reads on
+	// from it; closeSrc closes it.
+	src io.Reader
+}
+
+// closeSrc closes the backend's body, unless a delivered body took it.
+func (rc *receipt) closeSrc() {
+	closeBody(rc.src)
+	rc.src = nil
 }
 
 // dropSpool closes and forgets the spool.
@@ -71,7 +90,7 @@ func (rc *receipt) handOver(chunk []byte, body io.Reader, rerr error) (*receipt,
 // body (a truncated message) is returned, and nothing is kept.
 func (f *Filter) receive(ctx context.Context, body io.Reader) (*receipt, error) {
 	pass := f.cfg.OnError == OnErrorPass
-	rc := &receipt{sp: f.cfg.Spool.New(f.cfg.SpoolDir, f.cfg.SpoolMemory, f.cfg.MaxSize)}
+	rc := &receipt{sp: f.cfg.Spool.New(f.cfg.SpoolDir, f.cfg.SpoolMemory, f.cfg.MaxSize), src: body}
 	var st *Stream
 	release, err := f.slots.acquire(ctx, f.cfg.ScanWait)
 	if err == nil {

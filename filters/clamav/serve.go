@@ -15,7 +15,9 @@ import (
 )
 
 // serve scans the body of a +OK answer to RETR or TOP and decides what the
-// client gets instead: the message, a notice, or -ERR.
+// client gets instead: the message, a notice, or -ERR. It puts the verdict
+// on ex. The backend's body is read to its end and closed (when it is an
+// io.Closer), unless the delivered body reads on from it.
 func (f *Filter) serve(ctx context.Context, ex *filters.Exchange) error {
 	log := f.logger.With("command", ex.Command.Redacted())
 	if ex.Session != nil {
@@ -23,51 +25,63 @@ func (f *Filter) serve(ctx context.Context, ex *filters.Exchange) error {
 	}
 	rc, err := f.receive(ctx, ex.Body)
 	if err != nil {
+		closeBody(ex.Body)
 		ex.Body = nil
 		log.Warn("message body from the backend failed", "error", err)
 		return err
 	}
-	ev := VerdictEvent{Command: ex.Command, Verdict: rc.verdict, Err: rc.scanErr, Size: rc.size}
+	defer rc.closeSrc()
+	var action string
 	switch {
 	case rc.spoolErr != nil:
-		ev.Action = f.tempFail(ex, rc)
+		action = f.tempFail(ex, rc)
 	case rc.scanErr != nil && f.cfg.OnError == OnErrorPass:
-		ev.Action = f.deliver(ex, rc, false)
+		action = f.deliver(ex, rc, false)
 	case rc.scanErr != nil:
-		ev.Action = f.tempFail(ex, rc)
+		action = f.tempFail(ex, rc)
 	case rc.verdict.Clean:
-		ev.Action = f.deliver(ex, rc, f.cfg.AddHeader)
+		action = f.deliver(ex, rc, f.cfg.AddHeader)
 	case f.cfg.OnInfected == OnInfectedReject:
-		ev.Action = ActionReject
+		action = ActionReject
 		rc.dropSpool()
 		ex.Response, ex.Body = respInfected, nil
 	default:
-		ev.Action = ActionReplace
+		action = ActionReplace
 		f.replace(ex, rc)
 	}
-	if f.cfg.KeepReplaced && (ev.Action == ActionReplace || ev.Action == ActionReject) {
+	if f.cfg.KeepReplaced && (action == ActionReplace || action == ActionReject) {
 		f.keep(ex.Session, ex.Out.Arg(0))
+	}
+	v := &filters.Verdict{Scanned: rc.scanErr == nil, Action: action, Size: rc.size, Err: rc.scanErr}
+	if v.Scanned {
+		v.Clean, v.Virus, v.Wait = rc.verdict.Clean, rc.verdict.Virus, rc.verdict.Wait
 	}
 	switch {
 	case rc.spoolErr != nil:
 		// Our own failure, not the scanner's: the message is lost.
-		ev.Err = rc.spoolErr
-		log.Error("cannot spool message for scanning", "error", ev.Err, "size", ev.Size, "action", ev.Action)
-	case ev.Err != nil:
-		log.Warn("message not scanned", "error", ev.Err, "size", ev.Size, "action", ev.Action)
-	case ev.Verdict.Clean:
-		log.Debug("message clean", "size", ev.Size, "wait", ev.Verdict.Wait)
+		v.Err = rc.spoolErr
+		log.Error("cannot spool message for scanning", "error", v.Err, "size", v.Size, "action", action)
+	case v.Err != nil:
+		log.Warn("message not scanned", "error", v.Err, "size", v.Size, "action", action)
+	case v.Clean:
+		log.Debug("message clean", "size", v.Size, "wait", v.Wait)
 	default:
-		log.Info("virus found", "virus", ev.Verdict.Virus, "size", ev.Size, "action", ev.Action)
+		log.Info("virus found", "virus", v.Virus, "size", v.Size, "action", action)
 	}
-	if f.cfg.OnVerdict != nil {
-		f.cfg.OnVerdict(ex.Session, ev)
-	}
+	ex.Verdict = v
 	return nil
 }
 
+// closeBody closes r when it is an io.Closer: a body the filter read to
+// its end and replaced (filters.ResponseFilter).
+func closeBody(r io.Reader) {
+	if c, ok := r.(io.Closer); ok {
+		c.Close()
+	}
+}
+
 // tempFail answers -ERR [SYS/TEMP] in place of the message.
-func (f *Filter) tempFail(ex *filters.Exchange, rc *receipt) Action {
+func (f *Filter) tempFail(ex *filters.Exchange, rc *receipt) string {
 	rc.dropSpool()
 	ex.Response, ex.Body = respUnavailable, nil
 	return ActionTempFail
@@ -75,7 +89,7 @@ func (f *Filter) tempFail(ex *filters.Exchange, rc *receipt) Action {
 
 // deliver hands the spooled message (and any unread rest) to the client,
 // with ScannedHeader in front when header is set.
-func (f *Filter) deliver(ex *filters.Exchange, rc *receipt, header bool) Action {
+func (f *Filter) deliver(ex *filters.Exchange, rc *receipt, header bool) string {
 	r, err := rc.sp.Reader()
 	if err != nil {
 		rc.spoolErr = err
@@ -87,11 +101,16 @@ func (f *Filter) deliver(ex *filters.Exchange, rc *receipt, header bool) Action 
 		ex.Response = addOctets(ex.Response, int64(len(ScannedHeader)), false)
 	}
 	parts = append(parts, r)
+	body := &spooledBody{sp: rc.sp}
+	rc.sp = nil // owned by the body now
 	if rc.rest != nil {
 		parts = append(parts, rc.rest)
+		// The rest is read from the backend's body: the delivered
+		// body closes it.
+		body.src, rc.src = rc.src, nil
 	}
-	ex.Body = &spooledBody{r: io.MultiReader(parts...), sp: rc.sp}
-	rc.sp = nil // owned by the body now
+	body.r = io.MultiReader(parts...)
+	ex.Body = body
 	if rc.scanErr != nil {
 		return ActionPass
 	}
@@ -137,6 +156,7 @@ func addOctets(r parser.Response, n int64, set bool) parser.Response {
 type spooledBody struct {
 	r    io.Reader
 	sp   *spool.Spool
+	src  io.Reader // the backend's body the rest is read from, or nil
 	once sync.Once
 	err  error
 }
@@ -152,7 +172,10 @@ func (b *spooledBody) Read(p []byte) (int, error) {
 
 // Close releases the spool; reads then fail. It is idempotent.
 func (b *spooledBody) Close() error {
-	b.once.Do(func() { b.err = b.sp.Close() })
+	b.once.Do(func() {
+		b.err = b.sp.Close()
+		closeBody(b.src)
+	})
 	return b.err
 }
 

@@ -41,8 +41,7 @@ func holdScan(t *testing.T, h *harness) *heldScan {
 	sr := &startedReader{r: pr, started: make(chan struct{})}
 	hs := &heldScan{pw: pw, done: make(chan result, 1)}
 	go func() {
-		ex := &filters.Exchange{Session: &filters.Session{ID: "held"}, Command: retr, Out: retr}
-		err := h.f.Wrap(newBackend(sr).handler(parser.OK(""))).Serve(context.Background(), ex)
+		ex, err := h.serveCtx(context.Background(), &filters.Session{ID: "held"}, retr, parser.OK(""), newBackend(sr))
 		r := result{ex: ex, err: err}
 		if err == nil && ex.Body != nil {
 			r.body, r.bodyErr = io.ReadAll(ex.Body)
@@ -112,9 +111,9 @@ func TestScanSlots(t *testing.T) {
 			t.Fatalf("Serve = %v, response %q; want %q", r.err, r.ex.Response, unavailable)
 		}
 		be.assertDrained(t)
-		ev := h.evs.only(t)
+		ev := verdictOf(t, r.ex)
 		if !errors.Is(ev.Err, ErrBusy) || ev.Action != ActionTempFail {
-			t.Errorf("event = %+v, want ErrBusy and tempfail", ev)
+			t.Errorf("verdict = %+v, want ErrBusy and tempfail", ev)
 		}
 		finishAll(t, held)
 		if got := len(fc.waitScans(t, n)); got != n {
@@ -133,9 +132,9 @@ func TestScanSlots(t *testing.T) {
 			t.Fatalf("Serve = %v, body %q (%v); want the message delivered unscanned", r.err, r.body, r.bodyErr)
 		}
 		be.assertDrained(t)
-		ev := h.evs.only(t)
+		ev := verdictOf(t, r.ex)
 		if !errors.Is(ev.Err, ErrBusy) || ev.Action != ActionPass {
-			t.Errorf("event = %+v, want ErrBusy and pass", ev)
+			t.Errorf("verdict = %+v, want ErrBusy and pass", ev)
 		}
 		if !strings.Contains(h.logs.String(), "[WARN]  message not scanned") {
 			t.Errorf("unscanned delivery not logged:\n%s", h.logs)
@@ -173,18 +172,21 @@ func TestScanSlots(t *testing.T) {
 	t.Run("session-ends-while-waiting", func(t *testing.T) {
 		_, h, held := setup(t, "pass", time.Minute)
 		ctx, cancel := context.WithCancel(context.Background())
-		ex := &filters.Exchange{Session: &filters.Session{ID: "gone"}, Command: retr, Out: retr}
 		be := newBackend(strings.NewReader(wire(cleanMsg)))
-		done := make(chan error, 1)
-		go func() { done <- h.f.Wrap(be.handler(parser.OK(""))).Serve(ctx, ex) }()
+		done := make(chan *filters.Exchange, 1)
+		go func() {
+			ex, _ := h.serveCtx(ctx, &filters.Session{ID: "gone"}, retr, parser.OK(""), be)
+			done <- ex
+		}()
 		cancel()
+		var ex *filters.Exchange
 		select {
-		case <-done:
+		case ex = <-done:
 		case <-time.After(10 * time.Second):
 			t.Fatal("a scan waiting for a slot ignored the end of its session")
 		}
-		if ev := h.evs.only(t); !errors.Is(ev.Err, context.Canceled) {
-			t.Errorf("event error = %v, want context.Canceled", ev.Err)
+		if ev := verdictOf(t, ex); !errors.Is(ev.Err, context.Canceled) {
+			t.Errorf("verdict error = %v, want context.Canceled", ev.Err)
 		}
 		finishAll(t, held)
 	})

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+
+	"github.com/popgate/popgate/parser"
 )
 
 // capaBuffer bounds the part of a CAPA line held at once. Capability lines
@@ -67,12 +69,8 @@ func (c *capaFilter) Close() error {
 	return nil
 }
 
-// capaTag returns the first word of a capability line, upper-cased
-// (capability tags are case-insensitive, RFC 2449 section 6).
+// capaTag returns the tag of a capability line piece, upper-cased
+// (parser.CapaTag; tags are case-insensitive, RFC 2449 section 6).
 func capaTag(line []byte) string {
-	line = bytes.TrimRight(line, "\r\n")
-	if i := bytes.IndexAny(line, " \t"); i >= 0 {
-		line = line[:i]
-	}
-	return string(bytes.ToUpper(line))
+	return parser.CapaTag(string(bytes.TrimRight(line, "\r\n")))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/parser"
@@ -24,16 +25,19 @@ type Config struct {
 	MaxMessageSize int64
 }
 
-// Filter is the policy filter. It is immutable after New and safe for
+// Filter is the policy filter. Its configuration is immutable after New;
+// the sizes it learns are kept per session (sizeCache). It is safe for
 // concurrent use by any number of sessions.
 type Filter struct {
 	deny    map[string]bool
 	maxSize int64
+	cacheMu sync.Mutex // creating a session's sizeCache
 }
 
 var (
-	_ filters.Filter    = (*Filter)(nil)
-	_ filters.Exclusive = (*Filter)(nil)
+	_ filters.CommandFilter  = (*Filter)(nil)
+	_ filters.ResponseFilter = (*Filter)(nil)
+	_ filters.Exclusive      = (*Filter)(nil)
 )
 
 // New validates cfg and returns the filter. Verbs in Deny must be command
@@ -82,27 +86,28 @@ func checkVerb(v string) error {
 // Name returns "policy".
 func (f *Filter) Name() string { return "policy" }
 
-// Wrap returns a Handler that answers denied commands itself, checks the
-// size of messages before RETR and TOP, hides the capabilities of denied commands
-// from CAPA, and passes everything else to next.
-func (f *Filter) Wrap(next filters.Handler) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		if f.deny[ex.Command.Verb] {
-			ex.Response = denied(ex.Command.Verb)
-			ex.Body = nil
-			return nil
-		}
-		if f.checksSize(ex) {
-			return f.sized(ctx, ex, next)
-		}
-		if err := next.Serve(ctx, ex); err != nil {
-			return err
-		}
-		if ex.Out.Verb == "CAPA" && ex.Response.IsOK() && ex.Body != nil && len(f.deny) > 0 {
-			ex.Body = newCapaFilter(ex.Body, f.hidden)
-		}
+// Command answers denied commands itself, and RETR and TOP of messages
+// over the size limit (size.go); everything else passes to the backend.
+// It implements filters.CommandFilter.
+func (f *Filter) Command(ctx context.Context, ex *filters.Exchange) error {
+	if f.deny[ex.Command.Verb] {
+		ex.Response, ex.Body = denied(ex.Command.Verb), nil
 		return nil
-	})
+	}
+	if f.checksSize(ex) {
+		return f.checkSize(ctx, ex)
+	}
+	return nil
+}
+
+// Response hides the capabilities of denied commands from a CAPA answer
+// (capa.go): it wraps the body, which the session closes. It implements
+// filters.ResponseFilter.
+func (f *Filter) Response(_ context.Context, ex *filters.Exchange) error {
+	if ex.Out.Verb == "CAPA" && ex.Response.IsOK() && ex.Body != nil && len(f.deny) > 0 {
+		ex.Body = newCapaFilter(ex.Body, f.hidden)
+	}
+	return nil
 }
 
 // denied is the answer to a denied command. It carries no response code:
@@ -112,12 +117,6 @@ func (f *Filter) Wrap(next filters.Handler) filters.Handler {
 // comes from the parser, so it holds only letters, digits and hyphens.
 func denied(verb string) parser.Response {
 	return parser.Err("", verb+" not permitted by policy")
-}
-
-// Exclusive reports whether serving cmd may call next twice: RETR and TOP
-// when a size limit is set (LIST first). It implements filters.Exclusive.
-func (f *Filter) Exclusive(cmd parser.Command, _ *filters.Session) bool {
-	return f.maxSize > 0 && sizedVerb(cmd.Verb) && !f.deny[cmd.Verb]
 }
 
 // hidden reports whether a CAPA line whose first word is tag announces a

@@ -7,72 +7,40 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/iotest"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/filtertest"
 	"github.com/popgate/popgate/parser"
 )
 
-// answer is what the fake backend replies to one command.
-type answer struct {
-	resp parser.Response
-	body string
-	err  error
-}
-
-// backend is a fake innermost handler that records every command it is
-// sent; it checks that each call starts with a clean exchange.
-type backend struct {
-	t      *testing.T
-	mu     sync.Mutex
-	sent   []string
-	answer func(cmd parser.Command) answer
-}
-
-func (b *backend) Serve(_ context.Context, ex *filters.Exchange) error {
-	if ex.Response != (parser.Response{}) || ex.Body != nil {
-		b.t.Errorf("%s: called with a response or body left from an earlier call", ex.Out)
-	}
-	b.mu.Lock()
-	b.sent = append(b.sent, ex.Out.String())
-	b.mu.Unlock()
-	a := b.answer(ex.Out)
-	ex.Response = a.resp
-	if a.err == nil && parser.HasBody(ex.Out, a.resp) {
-		ex.Body = strings.NewReader(a.body)
-	}
-	return a.err
-}
-
-func (b *backend) commands() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]string{}, b.sent...)
-}
+// sizes are the messages of the test mailbox: 1 of 100 octets, 2 of 5000.
+var sizes = map[string]string{"1": "100", "2": "5000"}
 
 // server answers like a mailbox with message 1 of 100 octets and message 2
 // of 5000 octets.
-func server(cmd parser.Command) answer {
-	sizes := map[string]string{"1": "100", "2": "5000"}
+func server(cmd parser.Command) (parser.Response, string) {
 	msg := strings.TrimLeft(cmd.Arg(0), "0")
 	switch cmd.Verb {
 	case "LIST":
-		if s, ok := sizes[msg]; ok {
-			return answer{resp: parser.OK(msg + " " + s)}
+		if len(cmd.Args) == 0 {
+			return parser.OK("2 messages"), "1 100\r\n2 5000\r\n"
 		}
-		return answer{resp: parser.Err("", "no such message")}
+		if s, ok := sizes[msg]; ok {
+			return parser.OK(msg + " " + s), ""
+		}
+		return parser.Err("", "no such message"), ""
 	case "RETR":
 		if _, ok := sizes[msg]; ok {
-			return answer{resp: parser.OK("message follows"), body: "Subject: x\r\n\r\nbody\r\n"}
+			return parser.OK("message follows"), "Subject: x\r\n\r\nbody\r\n"
 		}
-		return answer{resp: parser.Err("", "no such message")}
+		return parser.Err("", "no such message"), ""
 	case "CAPA":
-		return answer{resp: parser.OK("Capability list follows"),
-			body: "TOP\r\nuser\r\nSASL PLAIN LOGIN\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\n"}
+		return parser.OK("Capability list follows"),
+			"TOP\r\nuser\r\nSASL PLAIN LOGIN\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\n"
 	}
-	return answer{resp: parser.OK("done")}
+	return parser.OK("done"), ""
 }
 
 func mustNew(t *testing.T, cfg Config) *Filter {
@@ -84,23 +52,66 @@ func mustNew(t *testing.T, cfg Config) *Filter {
 	return f
 }
 
-// serve runs one command through h and reads the body, as the session
-// would.
-func serve(t *testing.T, h filters.Handler, line string) (*filters.Exchange, string, error) {
-	t.Helper()
+// session runs the exchanges of one client session through a chain of
+// filters, as the proxy's session does (filtertest.Run), against a
+// backend that records what it is sent, extra round trips included.
+type session struct {
+	t     *testing.T
+	chain *filters.Chain
+	sess  *filters.Session
+	b     *filtertest.Calls
+}
+
+// newSession starts a session of f against answer.
+func newSession(t *testing.T, f filters.Filter, answer filtertest.Backend) *session {
+	return &session{t: t, chain: filters.NewChain(f), sess: &filters.Session{ID: "s1"}, b: &filtertest.Calls{B: answer}}
+}
+
+// exchange is what serve saw of one exchange.
+type exchange struct {
+	*filters.Exchange
+	body      string
+	exclusive bool // the chain asked to run it alone
+}
+
+// serve runs one command line and reads the body one octet at a time, as
+// the session would.
+func (s *session) serve(line string) (exchange, error) {
+	s.t.Helper()
 	cmd, err := parser.ParseCommand([]byte(line))
 	if err != nil {
-		t.Fatal(err)
+		s.t.Fatal(err)
 	}
-	ex := &filters.Exchange{Session: &filters.Session{ID: "s1"}, Command: cmd, Out: cmd}
-	err = h.Serve(context.Background(), ex)
-	var body bytes.Buffer
-	if ex.Body != nil {
+	ex := filtertest.Exchange(s.sess, cmd)
+	r := exchange{Exchange: ex, exclusive: s.chain.Exclusive(ex)}
+	err = filtertest.Run(context.Background(), s.chain, ex, s.b.Answer)
+	if err == nil && ex.Body != nil {
+		var body bytes.Buffer
 		if _, rerr := body.ReadFrom(iotest.OneByteReader(ex.Body)); rerr != nil {
-			t.Fatal(rerr)
+			s.t.Fatal(rerr)
 		}
+		r.body = body.String()
 	}
-	return ex, body.String(), err
+	filtertest.Finish(s.chain, ex, err)
+	return r, err
+}
+
+// commands returns the commands the backend received, and forgets them.
+func (s *session) commands() []string {
+	var sent []string
+	for _, c := range s.b.Sent {
+		sent = append(sent, c.String())
+	}
+	s.b.Sent = nil
+	return sent
+}
+
+// serve runs line in a new session of f against server.
+func serve(t *testing.T, f filters.Filter, line string) (exchange, []string, error) {
+	t.Helper()
+	s := newSession(t, f, server)
+	ex, err := s.serve(line)
+	return ex, s.commands(), err
 }
 
 func TestNewValidates(t *testing.T) {
@@ -119,21 +130,19 @@ func TestNewValidates(t *testing.T) {
 }
 
 func TestDeny(t *testing.T) {
-	f := mustNew(t, Config{Deny: []string{"DELE", "TOP"}})
-	b := &backend{t: t, answer: server}
-	h := f.Wrap(b)
+	s := newSession(t, mustNew(t, Config{Deny: []string{"DELE", "TOP"}}), server)
 	for _, line := range []string{"DELE 1", "dele 2", "TOP 1 10"} {
-		ex, _, err := serve(t, h, line)
+		ex, err := s.serve(line)
 		verb := strings.ToUpper(strings.Fields(line)[0])
 		want := parser.Err("", verb+" not permitted by policy")
 		if err != nil || ex.Response != want || ex.Body != nil {
 			t.Errorf("%s: %v, %v; want %v", line, ex.Response, err, want)
 		}
 	}
-	if ex, _, err := serve(t, h, "NOOP"); err != nil || !ex.Response.IsOK() {
+	if ex, err := s.serve("NOOP"); err != nil || !ex.Response.IsOK() {
 		t.Errorf("NOOP: %v %v", ex.Response, err)
 	}
-	if got := b.commands(); !slices.Equal(got, []string{"NOOP"}) {
+	if got := s.commands(); !slices.Equal(got, []string{"NOOP"}) {
 		t.Errorf("backend was sent %q", got)
 	}
 }
@@ -142,26 +151,23 @@ func TestDeny(t *testing.T) {
 // asked for enough lines, cannot be used where RETR is denied, and that
 // denying TOP alone leaves RETR allowed.
 func TestDenyRetrDeniesTop(t *testing.T) {
-	b := &backend{t: t, answer: server}
-	h := mustNew(t, Config{Deny: []string{"RETR"}}).Wrap(b)
+	s := newSession(t, mustNew(t, Config{Deny: []string{"RETR"}}), server)
 	for _, line := range []string{"RETR 1", "TOP 1 9999999999", "TOP 1 0"} {
-		ex, body, err := serve(t, h, line)
+		ex, err := s.serve(line)
 		want := parser.Err("", strings.Fields(line)[0]+" not permitted by policy")
-		if err != nil || ex.Response != want || body != "" {
-			t.Errorf("deny RETR, %s: %v %q %v; want %v", line, ex.Response, body, err, want)
+		if err != nil || ex.Response != want || ex.body != "" {
+			t.Errorf("deny RETR, %s: %v %q %v; want %v", line, ex.Response, ex.body, err, want)
 		}
 	}
-	if got := b.commands(); len(got) != 0 {
+	if got := s.commands(); len(got) != 0 {
 		t.Errorf("backend was sent %q", got)
 	}
-	_, body, err := serve(t, mustNew(t, Config{Deny: []string{"RETR"}}).Wrap(b), "CAPA")
-	if err != nil || strings.Contains(body, "TOP") {
-		t.Errorf("deny RETR: CAPA still announces TOP: %q %v", body, err)
+	ex, _, err := serve(t, mustNew(t, Config{Deny: []string{"RETR"}}), "CAPA")
+	if err != nil || strings.Contains(ex.body, "TOP") {
+		t.Errorf("deny RETR: CAPA still announces TOP: %q %v", ex.body, err)
 	}
 
-	b = &backend{t: t, answer: server}
-	h = mustNew(t, Config{Deny: []string{"TOP"}}).Wrap(b)
-	if ex, _, err := serve(t, h, "RETR 1"); err != nil || !ex.Response.IsOK() {
+	if ex, _, err := serve(t, mustNew(t, Config{Deny: []string{"TOP"}}), "RETR 1"); err != nil || !ex.Response.IsOK() {
 		t.Errorf("deny TOP, RETR 1: %v %v", ex.Response, err)
 	}
 }
@@ -177,10 +183,12 @@ func TestCapaHidesDeniedCommands(t *testing.T) {
 		{[]string{"PASS", "AUTH"}, "TOP\r\nUIDL\r\nPIPELINING\r\nRESP-CODES\r\n"},
 	}
 	for _, tt := range tests {
-		b := &backend{t: t, answer: server}
-		_, body, err := serve(t, mustNew(t, Config{Deny: tt.deny}).Wrap(b), "CAPA")
-		if err != nil || body != tt.want {
-			t.Errorf("deny %q: CAPA body %q, %v; want %q", tt.deny, body, err, tt.want)
+		ex, _, err := serve(t, mustNew(t, Config{Deny: tt.deny}), "CAPA")
+		if err != nil || ex.body != tt.want {
+			t.Errorf("deny %q: CAPA body %q, %v; want %q", tt.deny, ex.body, err, tt.want)
+		}
+		if ex.exclusive {
+			t.Errorf("deny %q: CAPA exclusive", tt.deny)
 		}
 	}
 }
@@ -205,19 +213,50 @@ func TestCapaFilterLongLinesAndEOF(t *testing.T) {
 	}
 }
 
+// TestExclusive checks which exchanges run alone: RETR and TOP under a
+// size limit while the session's cache does not hold the message's size,
+// and nothing else.
 func TestExclusive(t *testing.T) {
 	limited := mustNew(t, Config{MaxMessageSize: 1000})
 	plain := mustNew(t, Config{})
 	deniedRetr := mustNew(t, Config{Deny: []string{"RETR"}, MaxMessageSize: 1000})
+	excl := func(f *Filter, s *filters.Session, c parser.Command) bool {
+		return f.Exclusive(filtertest.Exchange(s, c))
+	}
+	sess := &filters.Session{ID: "s1"}
 	for _, c := range []parser.Command{parser.NewCommand("RETR", "1"), parser.NewCommand("TOP", "1", "5")} {
-		if !limited.Exclusive(c, nil) || plain.Exclusive(c, nil) || deniedRetr.Exclusive(c, nil) {
+		if !excl(limited, sess, c) || excl(plain, sess, c) || excl(deniedRetr, sess, c) {
 			t.Errorf("%s exclusive only with a size limit and when not denied", c)
 		}
 	}
-	for _, c := range []parser.Command{parser.NewCommand("LIST", "1"), parser.NewCommand("DELE", "1")} {
-		if limited.Exclusive(c, nil) {
+	for _, c := range []parser.Command{parser.NewCommand("LIST", "1"), parser.NewCommand("DELE", "1"),
+		parser.NewCommand("RETR"), parser.NewCommand("RETR", "0"), parser.NewCommand("TOP", "1")} {
+		if excl(limited, sess, c) {
 			t.Errorf("%s exclusive", c)
 		}
+	}
+	// Once the listing is cached, RETR and TOP of listed messages stay
+	// pipelined; a message the listing did not name is still asked for.
+	s := newSession(t, limited, server)
+	s.sess = sess
+	if _, err := s.serve("RETR 1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []parser.Command{parser.NewCommand("RETR", "1"), parser.NewCommand("TOP", "2", "0"), parser.NewCommand("RETR", "02")} {
+		if excl(limited, sess, c) {
+			t.Errorf("%s exclusive with the listing cached", c)
+		}
+	}
+	if !excl(limited, sess, parser.NewCommand("RETR", "3")) {
+		t.Error("RETR 3, missing from the listing, not exclusive")
+	}
+	// Another session, and another filter in the same session, have
+	// their own caches.
+	if !excl(limited, &filters.Session{ID: "s2"}, parser.NewCommand("RETR", "1")) {
+		t.Error("RETR 1 in a new session not exclusive")
+	}
+	if !excl(mustNew(t, Config{MaxMessageSize: 1000}), sess, parser.NewCommand("RETR", "1")) {
+		t.Error("RETR 1 through another filter instance not exclusive")
 	}
 }
 

@@ -2,10 +2,10 @@ package policy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/parser"
@@ -13,6 +13,10 @@ import (
 
 // tooLarge is the answer to RETR or TOP of a message over the size limit.
 var tooLarge = parser.Err("", "message too large for this mailbox policy")
+
+// errSizeUnknown is the cause of the -ERR [SYS/TEMP] for a size that is not
+// cached on an exchange the session did not run alone.
+var errSizeUnknown = errors.New("policy: message size not cached and no backend to ask")
 
 // sizedVerb reports whether verb reads a message and so is size-checked:
 // RETR, and TOP, whose output is the header plus up to as many body lines
@@ -25,112 +29,127 @@ func sizedVerb(verb string) bool {
 }
 
 // checksSize reports whether ex is a RETR or TOP whose size must be
-// checked. It implies Exclusive(ex.Command): the client's command is the
-// same verb, so an outer filter's extra backend call on this exchange
-// (which edits Out) is passed on untouched.
+// checked: a size limit is set, the verb is not denied, and Out is still
+// the client's verb (an outer filter that turned the exchange into another
+// command is passed on untouched).
 func (f *Filter) checksSize(ex *filters.Exchange) bool {
-	return f.maxSize > 0 && sizedVerb(ex.Command.Verb) && ex.Out.Verb == ex.Command.Verb
+	return f.maxSize > 0 && sizedVerb(ex.Command.Verb) && ex.Out.Verb == ex.Command.Verb && !f.deny[ex.Command.Verb]
 }
 
-// sized serves a RETR or TOP under the size limit: it asks the backend
-// "LIST n" (RFC 1939 section 5) and sends the command only when the size
-// is within the limit. When the command is not sent, ex.Out is left as the
-// LIST, the last command the backend received.
-func (f *Filter) sized(ctx context.Context, ex *filters.Exchange, next filters.Handler) error {
-	cmd := ex.Out
-	msg, ok := parseMsg(cmd)
+// Exclusive reports whether ex must run alone: a RETR or TOP under the
+// size limit whose message's size the session's cache does not hold yet,
+// so that the Command side can ask the backend. Once a session's listing
+// is cached, RETR and TOP stay pipelined. A malformed RETR or TOP is not
+// exclusive: the Command side refuses it without asking. It implements
+// filters.Exclusive.
+func (f *Filter) Exclusive(ex *filters.Exchange) bool {
+	if !f.checksSize(ex) {
+		return false
+	}
+	msg, ok := parseMsg(ex.Out)
+	if !ok {
+		return false
+	}
+	_, known := f.cache(ex.Session).lookup(msg)
+	return !known
+}
+
+// checkSize refuses a RETR or TOP of a message over the limit, from the
+// session's cache of the backend's scan listing (RFC 1939 section 5). A
+// size not cached yet is asked for on this exchange, which Exclusive made
+// run alone: the first time with one full LIST, whose whole listing is
+// cached; for a message the listing did not name (no such message, or
+// one marked as deleted, which RSET may bring back) with "LIST n", whose
+// -ERR is the answer to the RETR or TOP, as the backend's own. Neither
+// LIST is the exchange's command: ex.Out stays the RETR or TOP, not sent
+// when refused.
+func (f *Filter) checkSize(ctx context.Context, ex *filters.Exchange) error {
+	msg, ok := parseMsg(ex.Out)
 	if !ok {
 		// Checked here rather than by the backend so that no form of
 		// the argument the backend might read differently slips past.
 		ex.Response, ex.Body = parser.Err("", "invalid message number"), nil
 		return nil
 	}
-	ex.Out = parser.NewCommand("LIST", cmd.Arg(0))
-	ex.Response, ex.Body = parser.Response{}, nil
-	err := next.Serve(ctx, ex)
-	if err == nil && ex.Body != nil {
-		// LIST n has no body (parser.HasBody); drain one anyway so the
-		// backend stream stays in step before the next call.
-		_, err = io.Copy(io.Discard, ex.Body)
-		ex.Body = nil
+	c := f.cache(ex.Session)
+	over, known := c.lookup(msg)
+	if !known {
+		if ex.Backend == nil {
+			return parser.NewError(parser.CodeSysTemp, "cannot check the message size, try again later", errSizeUnknown)
+		}
+		resp, o, err := f.ask(ctx, ex.Backend, c, msg, ex.Out.Verb)
+		if err != nil {
+			return err
+		}
+		if !resp.IsOK() {
+			// No such message, or the backend cannot say: its answer
+			// to LIST is the answer to RETR or TOP.
+			ex.Response, ex.Body = resp, nil
+			return nil
+		}
+		over = o
 	}
+	if over {
+		ex.Response, ex.Body = tooLarge, nil
+	}
+	return nil
+}
+
+// ask learns whether msg is over the limit, and caches what it learns:
+// from one full LIST if c holds no listing yet, then, if msg is still
+// missing, from "LIST msg". It returns the -ERR answer of either LIST, or
+// +OK with the answer in over. verb names the command waiting for the
+// size, in errors.
+func (f *Filter) ask(ctx context.Context, b filters.Backend, c *sizeCache, msg int, verb string) (resp parser.Response, over bool, err error) {
+	if !c.isFull() {
+		var body io.Reader
+		resp, body, err = b.Call(ctx, parser.NewCommand("LIST"))
+		if err != nil {
+			return resp, false, fmt.Errorf("policy: LIST before %s: %w", verb, err)
+		}
+		if !resp.IsOK() {
+			return resp, false, nil
+		}
+		l, lerr := readListing(body, f.maxSize)
+		if lerr != nil {
+			return resp, false, parser.NewError(parser.CodeSysTemp, "cannot check the message size, try again later", lerr)
+		}
+		c.fill(l)
+		if over, known := c.lookup(msg); known {
+			return resp, over, nil
+		}
+	}
+	resp, _, err = b.Call(ctx, parser.NewCommand("LIST", strconv.Itoa(msg)))
 	if err != nil {
-		return fmt.Errorf("policy: LIST %d before %s: %w", msg, cmd.Verb, err)
+		return resp, false, fmt.Errorf("policy: LIST %d before %s: %w", msg, verb, err)
 	}
-	resp := ex.Response
 	if !resp.IsOK() {
-		// No such message, or the backend cannot say: its answer to
-		// LIST is the answer to RETR or TOP.
-		return nil
+		return resp, false, nil
 	}
 	size, err := parseListing(resp.Text, msg)
 	if err != nil {
-		return parser.NewError(parser.CodeSysTemp, "cannot check the message size, try again later", err)
+		return resp, false, parser.NewError(parser.CodeSysTemp, "cannot check the message size, try again later", err)
 	}
-	if size > f.maxSize {
-		ex.Response = tooLarge
-		return nil
-	}
-	ex.Out = cmd
-	ex.Response, ex.Body = parser.Response{}, nil
-	return next.Serve(ctx, ex)
+	over = size > f.maxSize
+	c.add(msg, over)
+	return resp, over, nil
 }
 
 // parseMsg returns the message number of a RETR or TOP: a RETR has
-// exactly one argument, a TOP exactly two (RFC 1939 section 7). The
-// message number has 1 to 10 decimal digits and is not zero; TOP's line
-// count has 1 to 10 decimal digits and may be zero.
-func parseMsg(cmd parser.Command) (uint64, bool) {
+// exactly one argument, a TOP exactly two (RFC 1939 section 7), a message
+// number (parser.MessageNumber) and a line count (parser.Count).
+func parseMsg(cmd parser.Command) (int, bool) {
 	want := 1
 	if cmd.Verb == "TOP" {
 		want = 2
-		if len(cmd.Args) == want && !isDigits(cmd.Args[1], 10) {
-			return 0, false
+		if len(cmd.Args) == want {
+			if _, ok := parser.Count(cmd.Args[1]); !ok {
+				return 0, false
+			}
 		}
 	}
 	if len(cmd.Args) != want {
 		return 0, false
 	}
-	return parseNumber(cmd.Args[0], 10)
-}
-
-// isDigits reports whether s is 1 to max decimal digits.
-func isDigits(s string, max int) bool {
-	if len(s) == 0 || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// parseNumber parses 1 to max decimal digits, and refuses zero.
-func parseNumber(s string, max int) (uint64, bool) {
-	if !isDigits(s, max) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil && n > 0
-}
-
-// parseListing parses the text of a "+OK" answer to "LIST msg", a scan
-// listing "msg size" (RFC 1939 section 5), and returns the size. Anything
-// after the size is ignored.
-func parseListing(text string, msg uint64) (int64, error) {
-	fields := strings.Fields(text)
-	if len(fields) < 2 {
-		return 0, fmt.Errorf("policy: malformed LIST answer %.80q", text)
-	}
-	n, ok := parseNumber(fields[0], 10)
-	if !ok || n != msg {
-		return 0, fmt.Errorf("policy: LIST answer %.80q is not about message %d", text, msg)
-	}
-	size, err := strconv.ParseInt(fields[1], 10, 64)
-	if err != nil || size < 0 || fields[1][0] == '+' {
-		return 0, fmt.Errorf("policy: bad size in LIST answer %.80q", text)
-	}
-	return size, nil
+	return parser.MessageNumber(cmd.Args[0])
 }

@@ -43,13 +43,25 @@
 //     or APOP and CRAM-MD5 through the apop filter), before routing. It
 //     rewrites Login.BackendUser (which starts as the client's login, or
 //     holds an earlier rewriter's result) and never Login.User, which
-//     stays the client's login for the audit trail. Wrap calls next
-//     untouched.
-//   - On-accept mode: the client logs in to the backend directly, so Wrap
-//     rewrites the login name (first argument) of USER and APOP in
-//     Exchange.Out in the AUTHORIZATION state; Exchange.Command keeps the
-//     client's. SASL (AUTH) logins pass unchanged. An APOP digest is
-//     computed by the client over its secret only, so a rewritten APOP
-//     login succeeds only if the backend holds the same secret under the
-//     rewritten name; otherwise the backend refuses it, as expected.
+//     stays the client's login for the audit trail. The Command side does
+//     nothing there.
+//   - On-accept mode: the client logs in to the backend directly, so the
+//     Command side (filters.CommandFilter) rewrites the login name (first
+//     argument) of USER and APOP in Exchange.Out in the AUTHORIZATION
+//     state; Exchange.Command keeps the client's. An unusable result is
+//     answered "-ERR [AUTH] authentication failed" (a *parser.Error) and
+//     nothing is sent. An APOP digest is computed by the client over its
+//     secret only, so a rewritten APOP login succeeds only if the backend
+//     holds the same secret under the rewritten name; otherwise the backend
+//     refuses it, as expected. SASL (AUTH) commands pass the Command side
+//     unchanged: the session, which follows the SASL exchange, calls
+//     RewriteLogin for the login name inside the client's response (AUTH
+//     PLAIN, the user step of AUTH LOGIN, the user part of CRAM-MD5).
+//
+// Contracts:
+//   - The filter keeps no per-session state and makes no extra round
+//     trips: it is never exclusive and does not slow a pipeline.
+//   - It never writes filters.Session.Login (the session is its only
+//     writer): it edits Exchange.Out, or the *filters.Login the session
+//     hands to RewriteLogin.
 package rewrite

@@ -39,6 +39,7 @@ type Filter struct {
 
 var (
 	_ filters.Filter        = (*Filter)(nil)
+	_ filters.CommandFilter = (*Filter)(nil)
 	_ filters.LoginRewriter = (*Filter)(nil)
 )
 
@@ -99,10 +100,12 @@ func (f *Filter) Rewrite(login string) (string, error) {
 	return out, nil
 }
 
-// RewriteLogin rewrites l.BackendUser (l.User when BackendUser is empty)
-// in after-auth mode, before routing and the backend login. l.User stays
-// the client's login. It implements filters.LoginRewriter; an error makes
-// the session refuse the login with -ERR [AUTH].
+// RewriteLogin rewrites l.BackendUser (l.User when BackendUser is empty).
+// l.User stays the client's login. It implements filters.LoginRewriter:
+// the session calls it in after-auth mode, before routing and the backend
+// login, where an error makes it refuse the login with -ERR [AUTH]; and,
+// in on-accept mode, for the login name inside the SASL responses it
+// relays to the backend (AUTH PLAIN, LOGIN, CRAM-MD5).
 func (f *Filter) RewriteLogin(s *filters.Session, l *filters.Login) error {
 	in := l.BackendUser
 	if in == "" {
@@ -119,31 +122,30 @@ func (f *Filter) RewriteLogin(s *filters.Session, l *filters.Login) error {
 	return nil
 }
 
-// Wrap returns a Handler for on-accept mode, where the client logs in to
-// the backend directly: in the AUTHORIZATION state it rewrites the login
-// name of USER and APOP in Exchange.Out (Exchange.Command keeps the
-// client's). An unusable result is answered with -ERR [AUTH] and never
-// reaches the backend. In after-auth mode it calls next untouched, since
-// RewriteLogin does the work there.
-func (f *Filter) Wrap(next filters.Handler) filters.Handler {
-	return filters.HandlerFunc(func(ctx context.Context, ex *filters.Exchange) error {
-		s := ex.Session
-		if s.AfterAuth || s.State() != filters.Authorization ||
-			ex.Out.Verb != "USER" && ex.Out.Verb != "APOP" || len(ex.Out.Args) == 0 {
-			return next.Serve(ctx, ex)
+// Command rewrites the login in on-accept mode, where the client logs in
+// to the backend directly: in the AUTHORIZATION state it rewrites the login
+// name (first argument) of USER and APOP in Exchange.Out; Exchange.Command
+// keeps the client's. An unusable result is answered with -ERR [AUTH] and
+// never reaches the backend. In after-auth mode it does nothing, since the
+// session calls RewriteLogin there. It implements filters.CommandFilter.
+func (f *Filter) Command(_ context.Context, ex *filters.Exchange) error {
+	s := ex.Session
+	if s.AfterAuth || s.State() != filters.Authorization ||
+		ex.Out.Verb != "USER" && ex.Out.Verb != "APOP" || len(ex.Out.Args) == 0 {
+		return nil
+	}
+	out, err := f.Rewrite(ex.Out.Args[0])
+	if err != nil {
+		return parser.NewError(parser.CodeAuth, "authentication failed", err)
+	}
+	if out != ex.Out.Args[0] {
+		// A fresh slice: Out may share its arguments with Command.
+		args := append([]string(nil), ex.Out.Args...)
+		args[0] = out
+		ex.Out.Args = args
+		if s.Logger != nil {
+			s.Logger.Debug("rewrite: login rewritten", "user", ex.Command.Arg(0), "backend_user", out)
 		}
-		out, err := f.Rewrite(ex.Out.Args[0])
-		if err != nil {
-			return parser.NewError(parser.CodeAuth, "authentication failed", err)
-		}
-		if out != ex.Out.Args[0] {
-			args := append([]string(nil), ex.Out.Args...)
-			args[0] = out
-			ex.Out.Args = args
-			if s.Logger != nil {
-				s.Logger.Debug("rewrite: login rewritten", "user", ex.Command.Arg(0), "backend_user", out)
-			}
-		}
-		return next.Serve(ctx, ex)
-	})
+	}
+	return nil
 }

@@ -6,16 +6,22 @@ import (
 	"testing"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/filtertest"
 	"github.com/popgate/popgate/parser"
 )
 
-// recorder is a fake next handler recording the Out of every call.
+// recorder is a filtertest.Backend recording every command it gets.
 type recorder struct{ got []parser.Command }
 
-func (r *recorder) Serve(_ context.Context, ex *filters.Exchange) error {
-	r.got = append(r.got, ex.Out)
-	ex.Response = parser.OK("from next")
-	return nil
+func (r *recorder) answer(cmd parser.Command) (parser.Response, string) {
+	r.got = append(r.got, cmd)
+	return parser.OK("from backend"), ""
+}
+
+// run runs ex through a chain of f alone, with r answering, as the
+// session does.
+func (r *recorder) run(f *Filter, ex *filters.Exchange) error {
+	return filtertest.Run(context.Background(), filters.NewChain(f), ex, r.answer)
 }
 
 func exchange(t *testing.T, s *filters.Session, line string) *filters.Exchange {
@@ -24,11 +30,7 @@ func exchange(t *testing.T, s *filters.Session, line string) *filters.Exchange {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &filters.Exchange{
-		Session: s,
-		Command: cmd,
-		Out:     parser.Command{Verb: cmd.Verb, Args: append([]string(nil), cmd.Args...)},
-	}
+	return filtertest.Exchange(s, cmd)
 }
 
 func TestOnAcceptRewritesOut(t *testing.T) {
@@ -54,19 +56,22 @@ func TestOnAcceptRewritesOut(t *testing.T) {
 		{"TRANSACTION untouched", transaction, "USER Alice@Example.org", "USER Alice@Example.org"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			next := &recorder{}
+			backend := &recorder{}
 			ex := exchange(t, tc.s, tc.line)
-			if err := f.Wrap(next).Serve(context.Background(), ex); err != nil {
+			if err := backend.run(f, ex); err != nil {
 				t.Fatal(err)
 			}
-			if len(next.got) != 1 || next.got[0].String() != tc.wantOut {
-				t.Fatalf("next saw %v, want %q", next.got, tc.wantOut)
+			if len(backend.got) != 1 || backend.got[0].String() != tc.wantOut {
+				t.Fatalf("backend saw %v, want %q", backend.got, tc.wantOut)
 			}
 			if ex.Command.String() != tc.line {
 				t.Errorf("client command edited to %q", ex.Command)
 			}
-			if ex.Response.Text != "from next" {
-				t.Errorf("response %q not next's", ex.Response)
+			if ex.Response.Text != "from backend" {
+				t.Errorf("response %q not the backend's", ex.Response)
+			}
+			if tc.s.Login != (filters.Login{}) {
+				t.Errorf("filter wrote the session's login: %+v", tc.s.Login)
 			}
 		})
 	}
@@ -79,7 +84,7 @@ func TestOnAcceptDoesNotShareArgs(t *testing.T) {
 	}
 	cmd := parser.Command{Verb: "USER", Args: []string{"ALICE"}}
 	ex := &filters.Exchange{Session: &filters.Session{}, Command: cmd, Out: cmd} // shared Args
-	if err := f.Wrap(&recorder{}).Serve(context.Background(), ex); err != nil {
+	if err := (&recorder{}).run(f, ex); err != nil {
 		t.Fatal(err)
 	}
 	if ex.Out.Arg(0) != "alice" || ex.Command.Arg(0) != "ALICE" {
@@ -92,9 +97,9 @@ func TestOnAcceptRefusesUnusableLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := &recorder{}
+	backend := &recorder{}
 	ex := exchange(t, &filters.Session{}, "USER @example.org")
-	err = f.Wrap(next).Serve(context.Background(), ex)
+	err = backend.run(f, ex)
 	var pe *parser.Error
 	if !errors.As(err, &pe) || pe.Response().String() != "-ERR [AUTH] authentication failed" {
 		t.Fatalf("error %v, want -ERR [AUTH]", err)
@@ -102,8 +107,8 @@ func TestOnAcceptRefusesUnusableLogin(t *testing.T) {
 	if !errors.Is(err, ErrBadLogin) {
 		t.Errorf("error %v does not wrap ErrBadLogin", err)
 	}
-	if len(next.got) != 0 {
-		t.Errorf("next was called with %v", next.got)
+	if len(backend.got) != 0 {
+		t.Errorf("backend was called with %v", backend.got)
 	}
 }
 

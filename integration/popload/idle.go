@@ -28,6 +28,8 @@ func runIdle(args []string, useTLS bool) error {
 	par := c.fs.Int("parallel", 32, "connections being opened at once (1..1000)")
 	settle := c.fs.Duration("settle", 3*time.Second, "wait after the last greeting before reading the RSS (at most 1m)")
 	probe := c.fs.Bool("probe", true, "at the end, send CAPA on every session and expect an answer, proving it is still open")
+	heapURL := c.fs.String("heap-url", "", "loopback `URL` of the target's heap profile (net/http/pprof), fetched while the sessions idle")
+	heapOut := c.fs.String("heap-out", "", "`file` the heap profile of the last round is written to")
 	if err := c.parse(args, 1); err != nil {
 		return err
 	}
@@ -36,6 +38,14 @@ func runIdle(args []string, useTLS bool) error {
 	}
 	if len(c.targets) != 1 || c.targets[0].PID == 0 {
 		return errors.New("idle needs exactly one -target and its -pid")
+	}
+	if (*heapURL == "") != (*heapOut == "") {
+		return errors.New("-heap-url and -heap-out go together")
+	}
+	if *heapURL != "" {
+		if err := checkLoopbackURL(*heapURL); err != nil {
+			return err
+		}
 	}
 	if lim, err := raiseNoFile(uint64(*n) + 100); err != nil || lim < uint64(*n)+100 {
 		return fmt.Errorf("need %d open files, the limit is %d (%v)", *n+100, lim, err)
@@ -50,7 +60,12 @@ func runIdle(args []string, useTLS bool) error {
 	var perSession, growth, hwm []float64
 	var cipher string
 	err = c.alternate(func(_ int, t target, measured bool) error {
-		r, err := idleRound(d, t, *n, *par, *settle, *probe)
+		r, err := idleRound(d, t, *n, *par, *settle, *probe, func() error {
+			if *heapURL == "" {
+				return nil
+			}
+			return fetchTo(*heapURL, *heapOut, c.timeout)
+		})
 		if err != nil {
 			return err
 		}
@@ -73,7 +88,12 @@ func runIdle(args []string, useTLS bool) error {
 	if useTLS {
 		kind = "TLS session (handshake done) before login"
 	}
-	res.goal("KiB per idle "+kind, "<=", goal, s.Median, "KiB")
+	if c.isSubject(t.Name) {
+		res.goal("KiB per idle "+kind, "<=", goal, s.Median, "KiB")
+	}
+	if *heapOut != "" {
+		res.note("heap profile of %s taken while the sessions idled: %s", t.Name, *heapOut)
+	}
 	res.note("%d sessions opened %d at a time; RSS (VmRSS) read before opening and %s after the last greeting", *n, *par, *settle)
 	if cipher != "" {
 		res.note("TLS cipher suite %s", cipher)
@@ -87,9 +107,9 @@ type idleReading struct {
 	cipher             string
 }
 
-// idleRound opens n sessions to t, waits settle, reads t's RSS, probes the
-// sessions and closes them.
-func idleRound(d *dialer, t target, n, par int, settle time.Duration, probe bool) (idleReading, error) {
+// idleRound opens n sessions to t, waits settle, reads t's RSS, calls
+// whileIdle, probes the sessions and closes them.
+func idleRound(d *dialer, t target, n, par int, settle time.Duration, probe bool, whileIdle func() error) (idleReading, error) {
 	var r idleReading
 	var err error
 	if r.before, err = statusKiB(t.PID, "VmRSS"); err != nil {
@@ -119,6 +139,9 @@ func idleRound(d *dialer, t target, n, par int, settle time.Duration, probe bool
 		return r, err
 	}
 	if r.hwm, err = statusKiB(t.PID, "VmHWM"); err != nil {
+		return r, err
+	}
+	if err := whileIdle(); err != nil {
 		return r, err
 	}
 	if probe {

@@ -49,7 +49,7 @@ func runLogins(args []string) error {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "popload: logins: %v\n", err)
 	}
-	c.addWithRatios(res, samples, "logins/s", goalLoginRatio)
+	c.addWithRatios(res, samples, "logins/s", ratioGoals{baseline: goalLoginRatio, audit: goalAuditRatio})
 	res.note("%d workers, %s per target and round; each login: connect, greeting, USER, PASS, QUIT, server closes", *conc, *dur)
 	return c.finish(res)
 }

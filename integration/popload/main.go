@@ -26,6 +26,7 @@ func scenarios() []scenario {
 		{"tls-idle", "N idle TLS sessions (handshake done): KiB of popgate RSS per session", func(a []string) error { return runIdle(a, true) }},
 		{"concurrent", "C logged-in sessions RETRing for D seconds: bytes/s, errors", runConcurrent},
 		{"scan-retr", "RETR with the clamav filter vs without vs clamd alone", runScanRetr},
+		{"floor-server", "serve a minimal Go POP3 greeter (TLS with -cert): the memory floor for idle sessions", runFloorServer},
 		{"report", "turn JSON result lines (files) into Markdown tables", runReport},
 	}
 }

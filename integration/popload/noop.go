@@ -9,10 +9,16 @@ import (
 	"time"
 )
 
-// Goals of the NOOP scenarios (from the issues).
+// Goals of the NOOP scenarios (issue 10).
 const (
-	goalNoopOverheadUS = 20.0 // median NOOP round-trip overhead, µs
-	goalNoopPipeRatio  = 0.9  // pipelined NOOP throughput vs direct
+	// goalNoopOverheadUS is the older fixed goal for the median NOOP
+	// round-trip overhead, checked when no -versus target is given;
+	// with one, the subject's overhead must not exceed the -versus
+	// target's overhead in the same run.
+	goalNoopOverheadUS  = 20.0
+	goalNoopPipeRatio   = 0.9 // pipelined NOOP throughput vs direct
+	goalNoopVersusRatio = 1.0 // ... and never below HAProxy's in the same run
+	goalAuditRecordUS   = 2.0 // CPU µs per audit record on pipelined NOOP, hashing included
 )
 
 // rttStats is one session's NOOP round trips, in µs.
@@ -66,6 +72,7 @@ func runNoopRTT(args []string) error {
 		res.derive("p90 "+t.Name, "µs", pick(i, p90))
 		res.derive("p99 "+t.Name, "µs", pick(i, p99))
 	}
+	overhead := make([][]float64, len(c.targets)) // median overhead per round
 	for i := 1; i < len(c.targets); i++ {
 		for _, q := range []struct {
 			name string
@@ -77,10 +84,39 @@ func runNoopRTT(args []string) error {
 			for k := 0; k < n; k++ {
 				over[k] = b[k] - a[k]
 			}
-			s := res.derive(fmt.Sprintf("%s overhead %s−%s", q.name, c.targets[i].Name, c.targets[0].Name), "µs", over)
-			if q.name == "median" && c.targets[i].Name == c.subject {
-				res.goal("median NOOP overhead "+c.subject, "<=", goalNoopOverheadUS, s.Median, "µs")
+			res.derive(fmt.Sprintf("%s overhead %s−%s", q.name, c.targets[i].Name, c.targets[0].Name), "µs", over)
+			if q.name == "median" {
+				overhead[i] = over
 			}
+		}
+	}
+	v := c.index(c.versus)
+	for i, t := range c.targets {
+		if i == 0 || !c.isSubject(t.Name) {
+			continue
+		}
+		mine := newSeries("", "", overhead[i]).Median
+		if v <= 0 {
+			res.goal("median NOOP overhead "+t.Name, "<=", goalNoopOverheadUS, mine, "µs")
+			continue
+		}
+		n := min(len(overhead[i]), len(overhead[v]))
+		diff := make([]float64, n)
+		for k := 0; k < n; k++ {
+			diff[k] = overhead[i][k] - overhead[v][k]
+		}
+		res.derive(fmt.Sprintf("median overhead %s − median overhead %s", t.Name, c.versus), "µs", diff)
+		theirs := newSeries("", "", overhead[v]).Median
+		res.goal(fmt.Sprintf("median NOOP overhead %s (≤ %s's %s µs)", t.Name, c.versus, num(theirs)), "<=", theirs, mine, "µs")
+	}
+	for i := range c.targets {
+		if p := c.unaudited(i); p > 0 {
+			n := min(len(overhead[i]), len(overhead[p]))
+			diff := make([]float64, n)
+			for k := 0; k < n; k++ {
+				diff[k] = overhead[i][k] - overhead[p][k]
+			}
+			res.derive(fmt.Sprintf("median round trip %s − %s (audit's cost)", c.targets[i].Name, c.targets[p].Name), "µs", diff)
 		}
 	}
 	res.note("%d sequential NOOPs per session; each sample is one session's median (p90, p99) round trip", *count)
@@ -113,7 +149,8 @@ func noopSession(d *dialer, addr, user, pass string, count int) (rttStats, error
 }
 
 // runNoopPipelined measures NOOP throughput with batches of NOOPs written
-// in one write each.
+// in one write each, the CPU time the serving processes spend per NOOP and,
+// for audited targets, per audit record.
 func runNoopPipelined(args []string) error {
 	c := newCommon("noop-pipelined", "Log in, then write -batch NOOPs at once and read the answers, -batches times; NOOPs/s.", 10, 1, false)
 	batch := c.fs.Int("batch", 100, "NOOPs per write (1..1000)")
@@ -131,21 +168,97 @@ func runNoopPipelined(args []string) error {
 	if err != nil {
 		return err
 	}
+	records, err := newLineCounter(c.auditFile)
+	if err != nil {
+		return err
+	}
 	res := c.result("pipelined NOOP throughput", "NOOPs/s")
 	samples := make([][]float64, len(c.targets))
+	cpu := make([][]float64, len(c.targets))  // CPU seconds of each measured session
+	recs := make([][]float64, len(c.targets)) // audit records each measured session wrote
+	sys := make([][]float64, len(c.targets))  // read and write system calls per NOOP
 	payload := bytes.Repeat([]byte("NOOP\r\n"), *batch)
+	noops := float64(*batch * *batches)
 	err = c.alternate(func(i int, t target, measured bool) error {
-		rate, err := noopBatches(d, t.Addr, c.user, c.pass, payload, *batch, *batches)
-		if err == nil && measured {
-			samples[i] = append(samples[i], rate)
+		if _, err := records.count(); err != nil {
+			return err
 		}
-		return err
+		cpu0, err := t.cpu()
+		if err != nil {
+			return err
+		}
+		sys0 := t.syscalls()
+		rate, err := noopBatches(d, t.Addr, c.user, c.pass, payload, *batch, *batches)
+		if err != nil {
+			return err
+		}
+		sys1 := t.syscalls()
+		cpu1, err := t.cpu()
+		if err != nil {
+			return err
+		}
+		n, err := records.count()
+		if err != nil {
+			return err
+		}
+		if measured {
+			samples[i] = append(samples[i], rate)
+			cpu[i] = append(cpu[i], cpu1-cpu0)
+			recs[i] = append(recs[i], float64(n))
+			if sys0 >= 0 && sys1 >= 0 {
+				sys[i] = append(sys[i], float64(sys1-sys0)/noops)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		res.Errors++
 		fmt.Fprintf(os.Stderr, "popload: noop-pipelined: %v\n", err)
 	}
-	c.addWithRatios(res, samples, "pipelined NOOPs/s", goalNoopPipeRatio)
+	c.addWithRatios(res, samples, "pipelined NOOPs/s", ratioGoals{baseline: goalNoopPipeRatio, versus: goalNoopVersusRatio})
+	for i, t := range c.targets {
+		if t.PID == 0 {
+			continue
+		}
+		per := make([]float64, len(cpu[i]))
+		for k, v := range cpu[i] {
+			per[k] = v / noops * 1e6
+		}
+		res.derive("CPU per NOOP "+t.Name+" (login and QUIT included)", "CPU µs", per)
+		if len(sys[i]) > 0 {
+			res.derive("read+write system calls per NOOP "+t.Name, "calls", sys[i])
+		}
+	}
+	for i, t := range c.targets {
+		p := c.unaudited(i)
+		if p < 0 || t.PID == 0 || c.targets[p].PID == 0 || records == nil {
+			continue
+		}
+		n := min(len(cpu[i]), len(cpu[p]))
+		per := make([]float64, 0, n)
+		perNoop := make([]float64, 0, n)
+		var dcpu, drec float64
+		for k := 0; k < n; k++ {
+			perNoop = append(perNoop, recs[i][k]/noops)
+			if recs[i][k] > 0 {
+				per = append(per, (cpu[i][k]-cpu[p][k])/recs[i][k]*1e6)
+				dcpu += cpu[i][k] - cpu[p][k]
+				drec += recs[i][k]
+			}
+		}
+		res.derive("audit records per NOOP "+t.Name, "records", perNoop)
+		s := res.derive(fmt.Sprintf("CPU per audit record: (CPU %s − CPU %s) / records", t.Name, c.targets[p].Name), "CPU µs", per)
+		res.goal("CPU per audit record "+t.Name, "<=", goalAuditRecordUS, s.Median, "CPU µs")
+		if drec > 0 {
+			res.note("%s: %.0f audit records in %d measured sessions; CPU %.3f s more than %s; %.3f CPU µs per record over all rounds",
+				t.Name, drec, n, dcpu, c.targets[p].Name, dcpu/drec*1e6)
+		}
+	}
+	for _, t := range c.targets {
+		if t.PID != 0 {
+			res.note("CPU of %s: %s", t.Name, cpuSource(t.PID))
+		}
+	}
 	res.note("%d batches of %d NOOPs per session, each batch one write", *batches, *batch)
 	return c.finish(res)
 }

@@ -80,6 +80,26 @@ func (m pidMap) Set(v string) error {
 	return nil
 }
 
+// pairMap is a repeatable -audit AUDITED=PLAIN flag.
+type pairMap map[string]string
+
+func (m pairMap) String() string {
+	parts := make([]string, 0, len(m))
+	for k, v := range m {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (m pairMap) Set(v string) error {
+	a, b, ok := strings.Cut(v, "=")
+	if !ok || a == "" || b == "" || a == b {
+		return fmt.Errorf("want AUDITED=PLAIN, two different target names, got %q", v)
+	}
+	m[a] = b
+	return nil
+}
+
 // common holds the flags every scenario shares.
 type common struct {
 	fs         *flag.FlagSet
@@ -92,7 +112,11 @@ type common struct {
 	serverName string
 	insecure   bool
 	user, pass string
-	subject    string
+	subject    string   // -subject as given: comma-separated target names
+	subjects   []string // the targets whose goals are checked
+	versus     string   // -versus: the target the subjects must not fall below
+	audits     pairMap  // -audit: audited target name -> the same listener without audit
+	auditFile  string   // -audit-file: the audit trail the audited targets write
 	label      string
 	jsonPath   string
 	timeout    time.Duration
@@ -101,7 +125,7 @@ type common struct {
 // newCommon returns a flag set for scenario name with the shared flags
 // registered; rounds, warmup and useTLS are the scenario's defaults.
 func newCommon(name, summary string, rounds, warmup int, useTLS bool) *common {
-	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError), pids: pidMap{}}
+	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError), pids: pidMap{}, audits: pairMap{}}
 	fs := c.fs
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: popload %s [flags]\n\n%s\n\nFlags:\n", name, summary)
@@ -117,7 +141,10 @@ func newCommon(name, summary string, rounds, warmup int, useTLS bool) *common {
 	fs.BoolVar(&c.insecure, "insecure", false, "do not verify TLS certificates (self-signed targets)")
 	fs.StringVar(&c.user, "user", "", "login name")
 	fs.StringVar(&c.pass, "pass", "", "password of -user")
-	fs.StringVar(&c.subject, "subject", "popgate", "target whose goals are checked against the baseline")
+	fs.StringVar(&c.subject, "subject", "popgate", "comma-separated `names` of the targets whose goals are checked against the baseline")
+	fs.StringVar(&c.versus, "versus", "", "`NAME` of a target (such as HAProxy) the subjects are compared with per round")
+	fs.Var(c.audits, "audit", "`AUDITED=PLAIN`: target AUDITED is target PLAIN with the audit filter on; their per-round ratio is reported; repeatable")
+	fs.StringVar(&c.auditFile, "audit-file", "", "audit trail `file` the audited targets append to, for records written per session")
 	fs.StringVar(&c.label, "label", "", "label for the report (default: the scenario name)")
 	fs.StringVar(&c.jsonPath, "json", "", "append the JSON result line to `file`")
 	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "limit for each network operation")
@@ -157,7 +184,58 @@ func (c *common) parse(args []string, minTargets int) error {
 	if c.label == "" {
 		c.label = c.fs.Name()
 	}
+	c.subjects = nil
+	for _, s := range strings.Split(c.subject, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			c.subjects = append(c.subjects, s)
+		}
+	}
+	names := []string{}
+	if c.versus != "" {
+		names = append(names, c.versus)
+	}
+	for a, p := range c.audits {
+		names = append(names, a, p)
+	}
+	for _, n := range names {
+		if c.index(n) < 0 {
+			return fmt.Errorf("-versus or -audit names %q, which is no target", n)
+		}
+	}
+	if c.auditFile != "" && len(c.audits) == 0 {
+		return errors.New("-audit-file needs -audit")
+	}
 	return nil
+}
+
+// index returns the position of the target called name, or -1.
+func (c *common) index(name string) int {
+	for i, t := range c.targets {
+		if t.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// isSubject reports whether target name is one whose goals are checked.
+func (c *common) isSubject(name string) bool {
+	for _, s := range c.subjects {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// unaudited returns the index of the target that is target i without the
+// audit filter, or -1 when target i is not an audited target.
+func (c *common) unaudited(i int) int {
+	p, ok := c.audits[c.targets[i].Name]
+	if !ok {
+		return -1
+	}
+	return c.index(p)
 }
 
 // dialer returns the dialer the flags describe.
@@ -175,7 +253,7 @@ func (c *common) needLogin() error {
 
 // result starts a Result for this scenario.
 func (c *common) result(metric, unit string) *Result {
-	return newResult(c.fs.Name(), c.label, metric, unit, c.rounds, c.targets[0].Name, c.subject)
+	return newResult(c.fs.Name(), c.label, metric, unit, c.rounds, c.targets[0].Name, strings.Join(c.subjects, ","))
 }
 
 // finish prints r and appends it to -json.
@@ -201,17 +279,70 @@ func (c *common) alternate(fn func(i int, t target, measured bool) error) error 
 	return nil
 }
 
-// addWithRatios adds one series per target, the per-round ratios of every
-// other target to the first, and a goal on the subject's median ratio.
-func (c *common) addWithRatios(res *Result, samples [][]float64, what string, goal float64) {
+// ratioGoals are the goals addWithRatios checks, each on the median of
+// per-round ratios of a metric where more is better; 0 reports the ratio
+// without a goal.
+type ratioGoals struct {
+	baseline float64 // each subject / the baseline (the first target)
+	versus   float64 // each subject / the -versus target (HAProxy)
+	audit    float64 // each -audit target / the same listener without audit
+}
+
+// addWithRatios adds one series per target; the per-round ratios of every
+// other target to the first, of every subject to the -versus target, and
+// of every audited target to its unaudited twin; and the goals g sets.
+func (c *common) addWithRatios(res *Result, samples [][]float64, what string, g ratioGoals) {
 	series := make([]Series, len(c.targets))
 	for i, t := range c.targets {
 		series[i] = res.add(t.Name, samples[i])
 	}
 	for i := 1; i < len(series); i++ {
 		rs := res.ratio(series[0], series[i])
-		if c.targets[i].Name == c.subject {
-			res.goal(fmt.Sprintf("%s %s/%s", what, c.subject, c.targets[0].Name), ">=", goal, rs.Median, "×")
+		if c.isSubject(c.targets[i].Name) && g.baseline > 0 {
+			res.goal(fmt.Sprintf("%s %s/%s", what, c.targets[i].Name, c.targets[0].Name), ">=", g.baseline, rs.Median, "×")
 		}
 	}
+	if v := c.index(c.versus); v >= 0 {
+		for i, t := range c.targets {
+			if i == v || !c.isSubject(t.Name) {
+				continue
+			}
+			rs := res.ratio(series[v], series[i])
+			if g.versus > 0 {
+				res.goal(fmt.Sprintf("%s %s/%s", what, t.Name, c.versus), ">=", g.versus, rs.Median, "×")
+			}
+		}
+	}
+	for i, t := range c.targets {
+		p := c.unaudited(i)
+		if p < 0 {
+			continue
+		}
+		rs := res.ratio(series[p], series[i])
+		if g.audit > 0 {
+			res.goal(fmt.Sprintf("%s audit on/off %s/%s", what, t.Name, c.targets[p].Name), ">=", g.audit, rs.Median, "×")
+		}
+	}
+}
+
+// cpu returns the CPU seconds the target's process has spent, or 0 when
+// the target has no -pid.
+func (t target) cpu() (float64, error) {
+	if t.PID == 0 {
+		return 0, nil
+	}
+	return cpuSeconds(t.PID)
+}
+
+// syscalls returns the read and write system calls of the target's
+// process, or -1 when it has no -pid or /proc/PID/io cannot be read.
+func (t target) syscalls() int64 {
+	if t.PID == 0 {
+		return -1
+	}
+	n, err := syscalls(t.PID)
+	if err != nil {
+		return -1
+	}
+	return n
 }

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"strconv"
 	"strings"
@@ -13,9 +16,60 @@ import (
 // every Linux architecture popgate runs on).
 const userHZ = 100
 
-// cpuSeconds returns the user plus system CPU time of process pid, all
-// threads included, from /proc/PID/stat. Its resolution is 1/userHZ s.
+// cpuSeconds returns the CPU time (user and system) process pid has spent,
+// summed over its threads. It reads the nanosecond run time of each thread
+// from /proc/PID/task/TID/schedstat; where that file is missing it falls
+// back to utime + stime of /proc/PID/stat, whose resolution is 1/userHZ s.
+// A thread that exits between two readings takes its time with it; Go
+// programs rarely end threads.
 func cpuSeconds(pid int) (float64, error) {
+	if s, err := schedSeconds(pid); err == nil {
+		return s, nil
+	}
+	return statSeconds(pid)
+}
+
+// cpuSource names where cpuSeconds reads pid's CPU time, and its
+// resolution.
+func cpuSource(pid int) string {
+	if _, err := schedSeconds(pid); err == nil {
+		return "threads' schedstat run time, 1 ns resolution"
+	}
+	return fmt.Sprintf("utime+stime of /proc stat, %d ms resolution", 1000/userHZ)
+}
+
+// schedSeconds sums the first field of every thread's schedstat (time
+// spent on a CPU, in ns).
+func schedSeconds(pid int) (float64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var ns int64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // the thread ended while we read
+			}
+			return 0, err
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, fmt.Errorf("pid %d: empty schedstat", pid)
+		}
+		v, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("pid %d: bad schedstat %q", pid, b)
+		}
+		ns += v
+	}
+	return float64(ns) / 1e9, nil
+}
+
+// statSeconds returns utime + stime from /proc/PID/stat.
+func statSeconds(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("reading CPU time of pid %d: %w", pid, err)
@@ -38,6 +92,54 @@ func cpuSeconds(pid int) (float64, error) {
 		return 0, fmt.Errorf("pid %d: bad utime/stime in /proc stat", pid)
 	}
 	return float64(ut+st) / userHZ, nil
+}
+
+// lineCounter counts the lines appended to a file (an audit trail, one
+// record per line) since its last reading. A nil lineCounter counts none.
+type lineCounter struct {
+	path string
+	off  int64
+}
+
+// newLineCounter starts counting at the current end of path ("" gives a
+// nil counter).
+func newLineCounter(path string) (*lineCounter, error) {
+	if path == "" {
+		return nil, nil
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit file: %w", err)
+	}
+	return &lineCounter{path: path, off: st.Size()}, nil
+}
+
+// count returns the number of newlines written since the last call.
+func (l *lineCounter) count() (int64, error) {
+	if l == nil {
+		return 0, nil
+	}
+	f, err := os.Open(l.path)
+	if err != nil {
+		return 0, fmt.Errorf("audit file: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Seek(l.off, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("audit file: %w", err)
+	}
+	var n int64
+	buf := make([]byte, 256<<10)
+	for {
+		k, err := f.Read(buf)
+		n += int64(bytes.Count(buf[:k], []byte{'\n'}))
+		l.off += int64(k)
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("audit file: %w", err)
+		}
+	}
 }
 
 // statusKiB returns a "kB" field of /proc/PID/status, such as VmRSS or
@@ -131,4 +233,27 @@ func (m *cpuMeter) total() float64 {
 		return 0
 	}
 	return m.seconds / (float64(m.octets) / 1e9)
+}
+
+// syscalls returns how many read and write system calls (read, write,
+// readv, writev, sendfile, ...) process pid has made: syscr + syscw of
+// /proc/PID/io, which only root or the process's owner may read.
+func syscalls(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if !ok || (name != "syscr" && name != "syscw") {
+			continue
+		}
+		k, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("pid %d: bad %s line %q", pid, name, line)
+		}
+		n += k
+	}
+	return n, nil
 }

@@ -1,6 +1,7 @@
-# Every block and attribute popgate knows, all set. config_test.go checks
-# that this file validates without a diagnostic. Paths are relative to the
-# repository root, where the tests run.
+# Every block and attribute popgate knows, all set. config/config_test.go
+# checks that this file validates without a diagnostic and decodes to the
+# values written here. Paths are relative to the repository root, where the
+# tests that read it run.
 
 state_dir        = "testdata/config/state"
 shutdown_timeout = "45s"

@@ -1,0 +1,92 @@
+package metrics
+
+import (
+	"encoding/json"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+)
+
+// backendHealth is the outcome of the last real connection to a backend.
+type backendHealth struct {
+	when time.Time
+	err  string
+}
+
+// healthWindow is how long a dial result counts as recent; older ones are
+// refreshed by a probe when /healthz is asked.
+const healthWindow = 30 * time.Second
+
+// healthReport is the JSON body of /healthz.
+type healthReport struct {
+	Status   string                   `json:"status"`
+	Sessions int                      `json:"sessions"`
+	Backends map[string]backendStatus `json:"backends"`
+}
+
+// backendStatus is one backend's entry in a healthReport.
+type backendStatus struct {
+	Reachable bool      `json:"reachable"`
+	Checked   time.Time `json:"checked"`
+	Error     string    `json:"error,omitempty"`
+}
+
+// serveHealth reports whether each backend was reachable recently: the
+// last real connection within healthWindow, else a fresh TCP probe.
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	backends := s.backends // replaced whole by SetBackends, never changed
+	health := make(map[string]backendHealth, len(s.health))
+	for k, v := range s.health {
+		health[k] = v
+	}
+	srv := s.proxy
+	s.mu.Unlock()
+
+	rep := healthReport{Status: "ok", Backends: map[string]backendStatus{}}
+	if srv != nil {
+		rep.Sessions = srv.Sessions()
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	names := make([]string, 0, len(backends))
+	for n := range backends {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		h, ok := health[name]
+		if ok && time.Since(h.when) < healthWindow {
+			rep.Backends[name] = backendStatus{Reachable: h.err == "", Checked: h.when, Error: h.err}
+			continue
+		}
+		wg.Add(1)
+		go func(name, addr string) {
+			defer wg.Done()
+			st := backendStatus{Checked: time.Now()}
+			c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+			if err == nil {
+				c.Close()
+				st.Reachable = true
+			} else {
+				st.Error = err.Error()
+			}
+			mu.Lock()
+			rep.Backends[name] = st
+			mu.Unlock()
+		}(name, backends[name])
+	}
+	wg.Wait()
+	for _, st := range rep.Backends {
+		if !st.Reachable {
+			rep.Status = "degraded"
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if rep.Status != "ok" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(rep)
+}
