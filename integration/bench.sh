@@ -321,13 +321,16 @@ if [ "$MODE" = profile ]; then
 	if want tls-idle; then
 		# Heap profiles, every allocation recorded, while 2,000 TLS sessions
 		# idle: in popgate, and in the minimal Go TLS server (the floor).
-		start_popgate "POPGATE_BENCH_PPROF=127.0.0.1:$PPROF_PORT" POPGATE_BENCH_MEMPROFILERATE=1
-		run tls-idle -label "tls-idle profile, popgate" -target "popgate=127.0.0.1:$TLSIDLE_PORT" -pid "popgate=$PG_PID" \
-			-sessions 2000 -ca "$CA" -heap-url "http://127.0.0.1:$PPROF_PORT/debug/pprof/heap?gc=1" -heap-out "$RUN/heap-tls-idle-popgate.pprof"
+		for t in popgate:$TLSIDLE_PORT popgate-audit:$TLSIDLE_AUDIT_PORT; do
+			n=${t%%:*} p=${t##*:}
+			start_popgate "POPGATE_BENCH_PPROF=127.0.0.1:$PPROF_PORT" POPGATE_BENCH_MEMPROFILERATE=1
+			run tls-idle -label "tls-idle profile, $n" -target "$n=127.0.0.1:$p" -pid "$n=$PG_PID" -sessions 2000 -ca "$CA" \
+				-heap-url "http://127.0.0.1:$PPROF_PORT/debug/pprof/heap?gc=1" -heap-out "$RUN/heap-tls-idle-$n.pprof"
+		done
 		start_floor "$FLOOR_TLS_PORT" -cert "$CERT" -key "$KEY" -pprof "127.0.0.1:$FLOOR_PPROF_PORT" -memprofilerate 1
 		run tls-idle -label "tls-idle profile, floor" -subject none -target "floor=127.0.0.1:$FLOOR_TLS_PORT" -pid "floor=$FL_PID" \
 			-sessions 2000 -ca "$CA" -heap-url "http://127.0.0.1:$FLOOR_PPROF_PORT/debug/pprof/heap?gc=1" -heap-out "$RUN/heap-tls-idle-floor.pprof"
-		for h in popgate:"$POPGATE_BIN" floor:"$POPLOAD"; do
+		for h in popgate:"$POPGATE_BIN" popgate-audit:"$POPGATE_BIN" floor:"$POPLOAD"; do
 			{
 				echo "## heap of 2,000 idle TLS sessions: ${h%%:*} (inuse_space)"
 				echo '```'

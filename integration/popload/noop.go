@@ -260,6 +260,7 @@ func runNoopPipelined(args []string) error {
 		}
 	}
 	res.note("%d batches of %d NOOPs per session, each batch one write", *batches, *batch)
+	res.note("system calls: syscr + syscw of /proc/PID/io, which count read(2)/write(2)-family calls only; a process using recv/send or splice (HAProxy) shows none")
 	return c.finish(res)
 }
 

@@ -101,6 +101,7 @@ func runRetrPipelined(args []string) error {
 			*n, ref.Octets, ref.SHA256)
 	}
 	res.note("%d RETR commands (%d octets) in one write; timed from the write to the last terminator", *n, payload.Len())
+	res.note("system calls: syscr + syscw of /proc/PID/io, which count read(2)/write(2)-family calls only; a process using recv/send or splice (HAProxy) shows none")
 	return c.finish(res)
 }
 

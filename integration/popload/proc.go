@@ -17,23 +17,27 @@ import (
 const userHZ = 100
 
 // cpuSeconds returns the CPU time (user and system) process pid has spent,
-// summed over its threads. It reads the nanosecond run time of each thread
-// from /proc/PID/task/TID/schedstat; where that file is missing it falls
-// back to utime + stime of /proc/PID/stat, whose resolution is 1/userHZ s.
-// A thread that exits between two readings takes its time with it; Go
-// programs rarely end threads.
+// all threads included. It sums the nanosecond run time of each live
+// thread from /proc/PID/task/TID/schedstat, and reads utime + stime of
+// /proc/PID/stat, whose resolution is 1/userHZ s but which keeps the time
+// of threads that have exited (stunnel runs a thread per connection); it
+// returns the larger of the two.
 func cpuSeconds(pid int) (float64, error) {
-	if s, err := schedSeconds(pid); err == nil {
+	st, err := statSeconds(pid)
+	if err != nil {
+		return 0, err
+	}
+	if s, err := schedSeconds(pid); err == nil && s > st {
 		return s, nil
 	}
-	return statSeconds(pid)
+	return st, nil
 }
 
 // cpuSource names where cpuSeconds reads pid's CPU time, and its
 // resolution.
 func cpuSource(pid int) string {
 	if _, err := schedSeconds(pid); err == nil {
-		return "threads' schedstat run time, 1 ns resolution"
+		return "live threads' schedstat run time (1 ns resolution), or /proc stat's utime+stime where larger (exited threads)"
 	}
 	return fmt.Sprintf("utime+stime of /proc stat, %d ms resolution", 1000/userHZ)
 }
