@@ -280,5 +280,6 @@ func (s *session) startTLS() bool {
 	s.conn = tc
 	s.setupCodec()
 	s.info.Login = filters.Login{Backend: s.info.Login.Backend}
+	s.publish()
 	return true
 }

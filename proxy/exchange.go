@@ -129,6 +129,7 @@ func (s *session) send(x *exchange) error {
 // side, the answer to the client, the session's bookkeeping. It runs on
 // the goroutine that owns the client writer and the backend reader.
 func (s *session) complete(x *exchange) {
+	defer s.exchangeDone(x)
 	defer s.closeBody(x)
 	if err := s.ctx.Err(); err != nil {
 		s.finishExchange(x, err) // the session is over: nothing more goes out
@@ -340,6 +341,7 @@ func (s *session) after(x *exchange) {
 			break
 		}
 		if s.info.State() == filters.Transaction && resp.IsOK() {
+			s.publish()
 			s.log.Info("login", "user", s.info.Login.User, "backend_user", s.info.Login.BackendUser,
 				"backend", s.info.Login.Backend, "mechanism", s.info.Login.Mechanism)
 			if h := s.cfg.Hooks.Login; h != nil {

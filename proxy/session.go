@@ -81,6 +81,11 @@ type session struct {
 	// last command.
 	lastAnswer atomic.Int64
 	started    bool // observers and hooks saw the start: they see the end
+	// What Server.Snapshot reads (registry.go): who the session is, the
+	// client's TLS version, and the command in flight.
+	view       atomic.Pointer[sessionView]
+	tlsVersion atomic.Uint32
+	current    atomic.Pointer[parser.Command]
 	tlsStart   bool // the connection was TLS when the session started
 }
 
@@ -221,6 +226,7 @@ func (s *session) accept() bool {
 		return false
 	}
 	s.ipHeld, s.ipAcquired = key, true
+	s.publish()
 	s.conn = s.raw
 	if s.lst.TLS == TLSImplicit {
 		tc, err := s.handshake(s.raw)
@@ -256,6 +262,7 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 	}
 	cs := tc.ConnectionState()
 	s.info.TLS = &cs
+	s.publishTLS(&cs)
 	s.info.SNI = cs.ServerName
 	s.log = s.log.With("tls", tls.VersionName(cs.Version), "cipher", tls.CipherSuiteName(cs.CipherSuite), "sni", cs.ServerName)
 	s.info.Logger = s.log
@@ -321,6 +328,7 @@ func (s *session) greet() bool {
 		}
 		s.be = be
 		s.info.Login.Backend = be.name
+		s.publish()
 		g = be.greeting
 		g.Code = "" // e.g. [XCLIENT] is for popgate, not the client
 		s.info.Timestamp = be.timestamp
