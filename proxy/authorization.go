@@ -68,6 +68,9 @@ func (s *session) login(ctx context.Context) parser.Response {
 			return parser.ErrorResponse(parser.NewError(parser.CodeAuth, "authentication failed", err))
 		}
 	}
+	if s.loginBlocked() {
+		return parser.ErrorResponse(errBlocked())
+	}
 	name := s.lst.Backend
 	if s.cfg.Router != nil {
 		if n := s.cfg.Router.Route(l.BackendUser); n != "" {

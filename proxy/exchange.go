@@ -107,6 +107,9 @@ func (s *session) send(x *exchange) error {
 	}
 	if s.info.State() == filters.Authorization {
 		s.trackLoginCommand(x)
+		if (ex.Out.Verb == "PASS" || ex.Out.Verb == "APOP") && s.loginBlocked() {
+			return errBlocked() // the credentials never leave popgate
+		}
 	}
 	if err := be.w.WriteCommand(ex.Out); err != nil {
 		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrBadCommand) {

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 )
 
 // A logged-in session shows up in the snapshot with who it is and where
@@ -67,4 +69,40 @@ func TestMatch(t *testing.T) {
 			t.Errorf("%+v.Matches = %v, want %v", tc.m, got, tc.want)
 		}
 	}
+}
+
+// A blocked user is refused like a wrong password before the backend sees
+// the password; a blocked address cannot connect; an expired block is
+// forgotten.
+func TestBlock(t *testing.T) {
+	be := newFakeBackend(t)
+	srv, addr := startProxy(t, be.addr(), nil)
+
+	srv.Block(Block{User: "A", Until: time.Now().Add(time.Hour)})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER a\r\n")
+	c.expect("+OK")
+	c.send("PASS secret\r\n")
+	c.expect("-ERR [AUTH] authentication failed")
+	for _, l := range be.received() {
+		if strings.HasPrefix(l, "PASS") {
+			t.Fatalf("backend received %q from a blocked user", l)
+		}
+	}
+	if got := srv.Blocks(); len(got) != 1 || got[0].User != "a" {
+		t.Fatalf("Blocks() = %+v", got)
+	}
+
+	srv.Block(Block{User: "a", Until: time.Now().Add(-time.Second)}) // expired: lifted
+	c.send("USER a\r\nPASS secret\r\n")
+	c.expect("+OK")
+	c.expect("+OK logged in")
+	if got := srv.Blocks(); len(got) != 0 {
+		t.Fatalf("Blocks() after expiry = %+v", got)
+	}
+
+	srv.Block(Block{Addr: netip.MustParsePrefix("127.0.0.1/32"), Until: time.Now().Add(time.Hour)})
+	c2 := dialClient(t, addr)
+	c2.expect("-ERR [SYS/PERM]")
 }

@@ -213,6 +213,15 @@ func (s *session) accept() bool {
 		s.info.ClientAddr = pc.RemoteAddr()
 		s.info.LocalAddr = pc.LocalAddr()
 	}
+	if s.addrBlocked() {
+		s.log.Warn("connection refused: address blocked by an administrator")
+		s.setReason("blocked")
+		if s.lst.TLS != TLSImplicit {
+			s.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(s.raw, "-ERR [SYS/PERM] access from your address is blocked\r\n")
+		}
+		return false
+	}
 	key := ipKey{listener: s.lst.Name, net: s.clientNet()}
 	if !s.srv.acquireIP(key, s.limits.MaxSessionsPerIP) {
 		s.setReason("max-sessions-per-ip")
