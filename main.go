@@ -39,6 +39,11 @@ Commands:
   validate [-config FILE]   check the configuration and exit
   version                   print the version
   audit verify FILE         check the hash chain of an audit log
+  sessions [-config FILE] [--user U] [--addr A] [--backend B] [--json]
+                            list the open sessions of a running popgate
+  kick [-config FILE] (--user U | --addr A | --id ID) [--block DURATION]
+                            close sessions without QUIT; --block also
+                            refuses new logins for DURATION
   help                      print this help
 
 FILE defaults to ./config.hcl. When -config is not given and ./config.hcl
@@ -70,6 +75,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
+	case "sessions":
+		return cmdSessions(args[1:], stdout, stderr)
+	case "kick":
+		return cmdKick(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
