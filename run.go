@@ -81,6 +81,7 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 	a.refs.hold(gen)
 	a.cfg = cfg
 	a.metrics.SetBackends(backendAddresses(cfg))
+	a.metrics.SetStatus(a.statusConfig(cfg))
 	a.srv = proxy.New(logger)
 	a.metrics.SetProxy(a.srv)
 	stopAdmin, err := a.startAdmin(cfg)
@@ -169,6 +170,7 @@ func (a *app) reload(ctx context.Context) {
 	a.reloadAdmin(cfg)
 	a.spool.SetLimits(cfg.Spool.Memory, cfg.Spool.Disk)
 	a.metrics.SetBackends(backendAddresses(cfg))
+	a.metrics.SetStatus(a.statusConfig(cfg))
 	if a.filesErr != nil {
 		a.logger.Error("configuration reloaded, but some files could not be re-read and keep their old contents", "path", a.path, "error", a.filesErr)
 		a.metrics.Reloaded(false)
@@ -364,6 +366,19 @@ func backendAddresses(cfg *config.Config) map[string]string {
 		m[b.Name] = b.Address
 	}
 	return m
+}
+
+// statusConfig returns what the metrics listener's status page shows of
+// cfg, and the admin token that guards it off loopback.
+func (a *app) statusConfig(cfg *config.Config) metrics.StatusConfig {
+	sc := metrics.StatusConfig{Token: cfg.Admin.Token}
+	if a.tls != nil {
+		sc.Certificates = a.tls
+	}
+	for _, l := range cfg.Listeners {
+		sc.Listeners = append(sc.Listeners, metrics.StatusListener{Name: l.Name, Address: l.Address, TLS: l.TLS, Backend: l.Backend})
+	}
+	return sc
 }
 
 // notifySystemd sends a state to systemd's notify socket, if there is one
