@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/parser"
 )
 
@@ -128,7 +129,28 @@ func (s *session) loginBlocked() bool {
 		return false
 	}
 	s.log.Warn("login refused: blocked by an administrator", "user", l.User, "backend_user", l.BackendUser)
+	s.auth.blocked = true
 	return true
+}
+
+// passthroughBlocked reports whether a login command the client sends
+// to the backend itself (on-accept mode) is blocked, before its
+// credentials leave popgate: PASS after the USER the session recorded,
+// or APOP. A SASL login names its user only inside the exchange; it is
+// checked once the backend accepted it (trackPassthroughLogin).
+func (s *session) passthroughBlocked(ex *filters.Exchange) bool {
+	switch ex.Out.Verb {
+	case "PASS":
+		return s.loginBlocked()
+	case "APOP":
+		l := &s.info.Login
+		saved := *l
+		l.User, l.BackendUser = ex.Command.Arg(0), ex.Out.Arg(0)
+		blocked := s.loginBlocked()
+		*l = saved
+		return blocked
+	}
+	return false
 }
 
 // errBlocked is the answer to a blocked login: the same as a wrong

@@ -106,10 +106,10 @@ func (s *session) send(x *exchange) error {
 		return parser.NewError(parser.CodeSysTemp, "not connected to a backend", nil)
 	}
 	if s.info.State() == filters.Authorization {
-		s.trackLoginCommand(x)
-		if (ex.Out.Verb == "PASS" || ex.Out.Verb == "APOP") && s.loginBlocked() {
+		if s.passthroughBlocked(ex) {
 			return errBlocked() // the credentials never leave popgate
 		}
+		s.trackLoginCommand(x)
 	}
 	if err := be.w.WriteCommand(ex.Out); err != nil {
 		if errors.Is(err, parser.ErrBadLine) || errors.Is(err, parser.ErrBadCommand) {
@@ -288,6 +288,7 @@ func (s *session) output(x *exchange) error {
 		}
 	}
 	s.closeBody(x)
+	s.exchangeDone(x) // before the client can see the answer
 	if x.alone || len(s.fifo) == 0 || s.be == nil || s.be.r.Buffered() == 0 {
 		if err := s.flush(); err != nil {
 			return fmt.Errorf("client write: %w", err)

@@ -109,6 +109,7 @@ type authState struct {
 	charge      *loginCharge     // a login attempt counted before its outcome (loginthrottle.go)
 	sasl        *passthroughSASL // the on-accept AUTH exchange in progress
 	callBody    io.Reader        // body of a filter's last Backend call, drained before the next
+	blocked     bool             // the login in progress was refused by the block list (block.go)
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
