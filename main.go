@@ -39,6 +39,14 @@ Commands:
   validate [-config FILE]   check the configuration and exit
   version                   print the version
   audit verify FILE         check the hash chain of an audit log
+  audit search [FLAGS] [FILE...]
+                            search audit logs by user, address, event,
+                            time and message ("popgate audit search -h")
+  sessions [-config FILE] [--user U] [--addr A] [--backend B] [--json]
+                            list the open sessions of a running popgate
+  kick [-config FILE] (--user U | --addr A | --id ID) [--block DURATION]
+                            close sessions without QUIT; --block also
+                            refuses new logins for DURATION
   help                      print this help
 
 FILE defaults to ./config.hcl. When -config is not given and ./config.hcl
@@ -70,6 +78,10 @@ func cli(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
+	case "sessions":
+		return cmdSessions(args[1:], stdout, stderr)
+	case "kick":
+		return cmdKick(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -184,6 +196,9 @@ func displaySource(source, looked string) string {
 // chain and every break between them, and exits 0 when every break was
 // recorded by popgate (a chain_break record), 1 otherwise.
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "search" {
+		return cmdAuditSearch(args[1:], stdout, stderr) // audit_search.go
+	}
 	if len(args) != 2 || args[0] != "verify" {
 		return usageError(stderr, "usage: popgate audit verify FILE")
 	}

@@ -48,6 +48,8 @@ type app struct {
 	// filesErr is what the last build could not re-read (certificates,
 	// secrets, maps); those keep their old contents.
 	filesErr error
+	// admin is the admin interface (run_admin.go).
+	admin *adminState
 }
 
 // filterInstance is a constructed filter and the configuration it was
@@ -79,8 +81,15 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 	a.refs.hold(gen)
 	a.cfg = cfg
 	a.metrics.SetBackends(backendAddresses(cfg))
+	a.metrics.SetStatus(a.statusConfig(cfg))
 	a.srv = proxy.New(logger)
 	a.metrics.SetProxy(a.srv)
+	stopAdmin, err := a.startAdmin(cfg)
+	if err != nil {
+		a.refs.release(gen)
+		return err
+	}
+	defer stopAdmin()
 	if err := a.srv.Start(gen.pcfg); err != nil {
 		a.refs.release(gen)
 		return err
@@ -158,8 +167,10 @@ func (a *app) reload(ctx context.Context) {
 	}
 	a.commit(gen)
 	a.cfg = cfg
+	a.reloadAdmin(cfg)
 	a.spool.SetLimits(cfg.Spool.Memory, cfg.Spool.Disk)
 	a.metrics.SetBackends(backendAddresses(cfg))
+	a.metrics.SetStatus(a.statusConfig(cfg))
 	if a.filesErr != nil {
 		a.logger.Error("configuration reloaded, but some files could not be re-read and keep their old contents", "path", a.path, "error", a.filesErr)
 		a.metrics.Reloaded(false)
@@ -255,6 +266,7 @@ func (a *app) build(ctx context.Context, cfg *config.Config) (*generation, error
 // commit makes gen the running generation, once the server runs it.
 func (a *app) commit(gen *generation) {
 	a.gen, a.filters, a.filesErr = gen, gen.insts, gen.filesErr
+	a.admin.setTrails(gen.insts)
 }
 
 // buildFilters returns an instance for every filter block, reusing the
@@ -354,6 +366,19 @@ func backendAddresses(cfg *config.Config) map[string]string {
 		m[b.Name] = b.Address
 	}
 	return m
+}
+
+// statusConfig returns what the metrics listener's status page shows of
+// cfg, and the admin token that guards it off loopback.
+func (a *app) statusConfig(cfg *config.Config) metrics.StatusConfig {
+	sc := metrics.StatusConfig{Token: cfg.Admin.Token}
+	if a.tls != nil {
+		sc.Certificates = a.tls
+	}
+	for _, l := range cfg.Listeners {
+		sc.Listeners = append(sc.Listeners, metrics.StatusListener{Name: l.Name, Address: l.Address, TLS: l.TLS, Backend: l.Backend})
+	}
+	return sc
 }
 
 // notifySystemd sends a state to systemd's notify socket, if there is one

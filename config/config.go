@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/popgate/popgate/admin"
 	"github.com/popgate/popgate/proxy"
 	"github.com/popgate/popgate/tlsconf"
 )
@@ -52,6 +53,9 @@ type Config struct {
 	MetricsAddress string
 	// Spool is the spool block, defaults filled in.
 	Spool Spool
+	// Admin is the admin block: the admin interface's socket (always set,
+	// even without the block) and its optional TCP address and token.
+	Admin admin.Options
 }
 
 // Backend returns the backend called name, or nil.

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/popgate/popgate/admin"
 	"github.com/popgate/popgate/filters/apop"
 	"github.com/popgate/popgate/filters/audit"
 	"github.com/popgate/popgate/filters/clamav"
@@ -244,6 +245,8 @@ func TestFullConfig(t *testing.T) {
 		},
 		MetricsAddress: "127.0.0.1:9110",
 		Spool:          Spool{Memory: 64 << 20, Disk: 1 << 30, Dir: "testdata"},
+		Admin: admin.Options{Socket: filepath.Join(state, "admin.sock"), SocketSet: true,
+			Address: "127.0.0.1:9111", Token: "an-admin-token-of-32-characters!"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("full.hcl decoded to\n%s\nwant\n%s", dump(cfg), dump(want))
@@ -300,6 +303,7 @@ func TestBuiltinConfig(t *testing.T) {
 		}},
 		TLS:   tlsconf.Options{StateDir: state},
 		Spool: Spool{Memory: 256 << 20, Disk: 4 << 30, Dir: os.TempDir()},
+		Admin: admin.Options{Socket: filepath.Join(state, "admin.sock")},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("built-in configuration is\n%s\nwant\n%s", dump(cfg), dump(want))

@@ -91,6 +91,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Routes.MapFile, cfg.Routes.Users = b.routeMap(raw.RouteMap, cfg)
 	cfg.TLS = b.tls(raw.TLS, raw.Listeners, cfg)
 	cfg.MetricsAddress = b.metrics(raw.Metrics)
+	cfg.Admin = b.admin(raw.Admin, cfg.StateDir, body)
 	b.uniqueAddresses(raw)
 	b.masterVerifiers(raw, cfg)
 	b.unused(raw, cfg)

@@ -288,6 +288,9 @@ func (b *builder) uniqueAddresses(raw *rawFile) {
 	if raw.Metrics != nil {
 		check(raw.Metrics.Body, raw.Metrics.Address, "metrics")
 	}
+	if raw.Admin != nil && raw.Admin.Address != "" {
+		check(raw.Admin.Body, raw.Admin.Address, "admin")
+	}
 }
 
 // addressKey normalises host:port for comparison; ok is false for

@@ -25,6 +25,7 @@ type rawFile struct {
 	Filters   []rawFilter   `hcl:"filter,block"`
 	Metrics   *rawMetrics   `hcl:"metrics,block"`
 	Spool     *rawSpool     `hcl:"spool,block"`
+	Admin     *rawAdmin     `hcl:"admin,block"`
 
 	Body hcl.Body `hcl:",body"`
 }

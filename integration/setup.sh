@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh - install what popgate's integration tests need on Debian
 # bookworm: Dovecot (POP3), clamd, client programs used for comparisons,
-# make, and staticcheck. Idempotent: apt-get runs only when a program is missing.
+# make, headless Chromium, and staticcheck. Idempotent: apt-get runs only
+# when a program is missing.
 # Must run as root. Daemons Debian's scripts may start are never used: the
 # tests run their own instances (integration/start.sh) on other ports.
 #
@@ -30,6 +31,17 @@ if [ -n "$missing" ] || [ "${POPGATE_SETUP_FORCE:-}" = 1 ]; then
 	for f in $NEEDED; do
 		[ -x "$f" ] || { log "still missing after apt-get: $f"; exit 1; }
 	done
+fi
+
+# Headless Chromium renders the status page in TestOpsStatusPage. Its own
+# apt-get run, without recommends (about 20 s), only when it is missing.
+if ! command -v chromium >/dev/null 2>&1 || [ "${POPGATE_SETUP_FORCE:-}" = 1 ]; then
+	[ "$(id -u)" = 0 ] || { log "chromium is missing; run as root to install"; exit 1; }
+	log "installing chromium"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update
+	apt-get install -y --no-install-recommends chromium fonts-dejavu-core
+	command -v chromium >/dev/null 2>&1 || { log "still missing after apt-get: chromium"; exit 1; }
 fi
 
 command -v go >/dev/null 2>&1 || { log "go is not installed"; exit 1; }

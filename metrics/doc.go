@@ -7,7 +7,12 @@
 //     process collectors;
 //   - /healthz: JSON saying whether each backend of the running
 //     configuration was reachable recently (the last real connection
-//     within 30 seconds, else a fresh TCP probe); 503 when one is not.
+//     within 30 seconds, else a fresh TCP probe); 503 when one is not;
+//   - /status: a read-only HTML page for people (status.go): sessions by
+//     listener and backend, backend health, logins, failures and
+//     throttling over the last 15 minutes (status_window.go), scanner
+//     verdicts and certificate expiry. Off loopback it needs the admin
+//     token; /metrics and /healthz never do.
 //
 // The proxy feeds it through proxy.Hooks (Server.Hooks), which include
 // the scanner verdicts that travel on each exchange. Every label is either

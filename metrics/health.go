@@ -36,6 +36,18 @@ type backendStatus struct {
 // serveHealth reports whether each backend was reachable recently: the
 // last real connection within healthWindow, else a fresh TCP probe.
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	_, rep := s.checkHealth()
+	w.Header().Set("Content-Type", "application/json")
+	if rep.Status != "ok" {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(rep)
+}
+
+// checkHealth returns the backends of the running configuration (name ->
+// address) and the health report of /healthz, probing the backends
+// without a recent connection.
+func (s *Server) checkHealth() (map[string]string, healthReport) {
 	s.mu.Lock()
 	backends := s.backends // replaced whole by SetBackends, never changed
 	health := make(map[string]backendHealth, len(s.health))
@@ -84,9 +96,5 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 			rep.Status = "degraded"
 		}
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if rep.Status != "ok" {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	json.NewEncoder(w).Encode(rep)
+	return backends, rep
 }

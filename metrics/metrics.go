@@ -44,6 +44,8 @@ type Server struct {
 	backends map[string]string // name -> address, of the running configuration
 	health   map[string]backendHealth
 	proxy    *proxy.Server
+
+	status statusState // the /status page (status.go)
 }
 
 // Start returns a Server serving on address (host:port).
@@ -66,6 +68,7 @@ func New(logger hclog.Logger) *Server {
 		reg:      prometheus.NewRegistry(),
 		backends: map[string]string{},
 		health:   map[string]backendHealth{},
+		status:   statusState{window: newActivityWindow(nil)},
 		sessionsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "popgate_sessions_open",
 			Help: "Client sessions open now."}, []string{"listener", "tls"}),
 		sessionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "popgate_sessions_total",
@@ -99,8 +102,8 @@ func New(logger hclog.Logger) *Server {
 	return s
 }
 
-// Serve listens on address (host:port) and serves /metrics and /healthz
-// on a goroutine of its own until Close.
+// Serve listens on address (host:port) and serves /metrics, /healthz and
+// /status on a goroutine of its own until Close.
 func (s *Server) Serve(address string) error {
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
@@ -109,6 +112,8 @@ func (s *Server) Serve(address string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", s.serveHealth)
+	s.status.loopback = isLoopback(ln.Addr())
+	mux.HandleFunc("/status", s.serveStatus)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -129,7 +134,8 @@ func (s *Server) Close() {
 	s.srv.Shutdown(ctx)
 }
 
-// SetProxy names the proxy server whose open sessions /healthz reports.
+// SetProxy names the proxy server whose open sessions /healthz counts
+// and /status lists.
 func (s *Server) SetProxy(srv *proxy.Server) {
 	if s == nil {
 		return
@@ -137,6 +143,9 @@ func (s *Server) SetProxy(srv *proxy.Server) {
 	s.mu.Lock()
 	s.proxy = srv
 	s.mu.Unlock()
+	s.status.mu.Lock()
+	s.status.sessions = srv
+	s.status.mu.Unlock()
 }
 
 // SetBackends records the backends of the configuration in force, by name
@@ -186,6 +195,7 @@ func (s *Server) Hooks() proxy.Hooks {
 	return proxy.Hooks{
 		SessionStarted: func(listener string, t bool) {
 			s.sessionsOpen.WithLabelValues(listener, tlsLabel(t)).Inc()
+			s.status.window.count(listener, actSessions)
 		},
 		SessionEnded: func(listener string, t bool, end filters.SessionEnd) {
 			s.sessionsOpen.WithLabelValues(listener, tlsLabel(t)).Dec()
@@ -195,6 +205,11 @@ func (s *Server) Hooks() proxy.Hooks {
 		},
 		Login: func(listener, mechanism, result string) {
 			s.logins.WithLabelValues(listener, mechanismLabel(mechanism), loginResultLabel(result)).Inc()
+			if result == "ok" {
+				s.status.window.count(listener, actLoginsOK)
+			} else {
+				s.status.window.count(listener, actLoginsBad)
+			}
 		},
 		Command: func(verb, status string) {
 			s.commands.WithLabelValues(verbLabel(verb), statusLabel(status)).Inc()
@@ -213,13 +228,14 @@ func (s *Server) Hooks() proxy.Hooks {
 		},
 		Throttled: func(listener, reason string) {
 			s.throttled.WithLabelValues(listener, throttleReasonLabel(reason)).Inc()
+			s.status.window.count(listener, actThrottled)
 		},
 	}
 }
 
 // verdict counts a scanner's verdict (popgate_scan_verdicts_total) and,
 // when there is one, how long it took (popgate_scan_wait_seconds).
-func (s *Server) verdict(_ string, v *filters.Verdict) {
+func (s *Server) verdict(listener string, v *filters.Verdict) {
 	if v == nil {
 		return
 	}
@@ -231,6 +247,7 @@ func (s *Server) verdict(_ string, v *filters.Verdict) {
 		label = "infected"
 	}
 	s.verdicts.WithLabelValues(label, actionLabel(v.Action)).Inc()
+	s.status.window.count(listener, verdictActivity[label])
 	if label != "error" {
 		s.scanSeconds.Observe(v.Wait.Seconds())
 	}

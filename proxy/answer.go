@@ -25,6 +25,7 @@ func (s *session) dispatch(cmd parser.Command) bool {
 		s.drain()
 		return s.startTLS()
 	}
+	s.exchangeStarted(x)
 	// QUIT commits deletions: it goes out only once every earlier answer
 	// has, and only while the session is alive (max_errors, a failed body
 	// or a vanished client may end it first). AUTHORIZATION exchanges

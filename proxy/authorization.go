@@ -68,6 +68,9 @@ func (s *session) login(ctx context.Context) parser.Response {
 			return parser.ErrorResponse(parser.NewError(parser.CodeAuth, "authentication failed", err))
 		}
 	}
+	if s.loginBlocked() {
+		return parser.ErrorResponse(errBlocked())
+	}
 	name := s.lst.Backend
 	if s.cfg.Router != nil {
 		if n := s.cfg.Router.Route(l.BackendUser); n != "" {
@@ -280,5 +283,6 @@ func (s *session) startTLS() bool {
 	s.conn = tc
 	s.setupCodec()
 	s.info.Login = filters.Login{Backend: s.info.Login.Backend}
+	s.publish()
 	return true
 }

@@ -106,6 +106,9 @@ func (s *session) send(x *exchange) error {
 		return parser.NewError(parser.CodeSysTemp, "not connected to a backend", nil)
 	}
 	if s.info.State() == filters.Authorization {
+		if s.passthroughBlocked(ex) {
+			return errBlocked() // the credentials never leave popgate
+		}
 		s.trackLoginCommand(x)
 	}
 	if err := be.w.WriteCommand(ex.Out); err != nil {
@@ -129,6 +132,7 @@ func (s *session) send(x *exchange) error {
 // side, the answer to the client, the session's bookkeeping. It runs on
 // the goroutine that owns the client writer and the backend reader.
 func (s *session) complete(x *exchange) {
+	defer s.exchangeDone(x)
 	defer s.closeBody(x)
 	if err := s.ctx.Err(); err != nil {
 		s.finishExchange(x, err) // the session is over: nothing more goes out
@@ -284,6 +288,7 @@ func (s *session) output(x *exchange) error {
 		}
 	}
 	s.closeBody(x)
+	s.exchangeDone(x) // before the client can see the answer
 	if x.alone || len(s.fifo) == 0 || s.be == nil || s.be.r.Buffered() == 0 {
 		if err := s.flush(); err != nil {
 			return fmt.Errorf("client write: %w", err)
@@ -340,6 +345,7 @@ func (s *session) after(x *exchange) {
 			break
 		}
 		if s.info.State() == filters.Transaction && resp.IsOK() {
+			s.publish()
 			s.log.Info("login", "user", s.info.Login.User, "backend_user", s.info.Login.BackendUser,
 				"backend", s.info.Login.Backend, "mechanism", s.info.Login.Mechanism)
 			if h := s.cfg.Hooks.Login; h != nil {

@@ -91,6 +91,14 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 		return
 	}
 	if ex.Out.Verb != "USER" && ex.Response.IsOK() && !(ex.Out.Verb == "AUTH" && len(ex.Out.Args) == 0) {
+		if s.loginBlocked() {
+			// A SASL login names its user only inside the exchange: the
+			// backend accepted it, so the session ends without QUIT.
+			ex.Response = errBlocked().Response()
+			s.setReason("blocked")
+			s.quitting.Store(true)
+			return
+		}
 		s.prove(byBackend)
 		s.info.SetState(filters.Transaction)
 	}

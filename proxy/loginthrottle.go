@@ -88,6 +88,15 @@ func (s *session) loginDelay(x *exchange) time.Duration {
 	}
 	charge := s.auth.charge
 	s.auth.charge = nil
+	if s.auth.blocked {
+		// Refused by an administrator's block, not a guess: the
+		// throttle neither counts it nor delays the answer.
+		s.auth.blocked = false
+		if charge != nil {
+			s.srv.throttle.refund(charge.keys...)
+		}
+		return 0
+	}
 	if x.refused || cmd.Verb != "PASS" && cmd.Verb != "APOP" && (cmd.Verb != "AUTH" || len(cmd.Args) == 0) {
 		return 0
 	}

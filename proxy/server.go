@@ -33,6 +33,7 @@ type Server struct {
 	nextID    atomic.Uint64
 	idPrefix  string
 	throttle  *throttle
+	blocks    blockList // block.go
 }
 
 type boundListener struct {

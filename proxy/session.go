@@ -81,6 +81,11 @@ type session struct {
 	// last command.
 	lastAnswer atomic.Int64
 	started    bool // observers and hooks saw the start: they see the end
+	// What Server.Snapshot reads (registry.go): who the session is, the
+	// client's TLS version, and the command in flight.
+	view       atomic.Pointer[sessionView]
+	tlsVersion atomic.Uint32
+	current    atomic.Pointer[parser.Command]
 	tlsStart   bool // the connection was TLS when the session started
 }
 
@@ -104,6 +109,7 @@ type authState struct {
 	charge      *loginCharge     // a login attempt counted before its outcome (loginthrottle.go)
 	sasl        *passthroughSASL // the on-accept AUTH exchange in progress
 	callBody    io.Reader        // body of a filter's last Backend call, drained before the next
+	blocked     bool             // the login in progress was refused by the block list (block.go)
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
@@ -208,6 +214,15 @@ func (s *session) accept() bool {
 		s.info.ClientAddr = pc.RemoteAddr()
 		s.info.LocalAddr = pc.LocalAddr()
 	}
+	if s.addrBlocked() {
+		s.log.Warn("connection refused: address blocked by an administrator")
+		s.setReason("blocked")
+		if s.lst.TLS != TLSImplicit {
+			s.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(s.raw, "-ERR [SYS/PERM] access from your address is blocked\r\n")
+		}
+		return false
+	}
 	key := ipKey{listener: s.lst.Name, net: s.clientNet()}
 	if !s.srv.acquireIP(key, s.limits.MaxSessionsPerIP) {
 		s.setReason("max-sessions-per-ip")
@@ -221,6 +236,7 @@ func (s *session) accept() bool {
 		return false
 	}
 	s.ipHeld, s.ipAcquired = key, true
+	s.publish()
 	s.conn = s.raw
 	if s.lst.TLS == TLSImplicit {
 		tc, err := s.handshake(s.raw)
@@ -256,6 +272,7 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 	}
 	cs := tc.ConnectionState()
 	s.info.TLS = &cs
+	s.publishTLS(&cs)
 	s.info.SNI = cs.ServerName
 	s.log = s.log.With("tls", tls.VersionName(cs.Version), "cipher", tls.CipherSuiteName(cs.CipherSuite), "sni", cs.ServerName)
 	s.info.Logger = s.log
@@ -321,6 +338,7 @@ func (s *session) greet() bool {
 		}
 		s.be = be
 		s.info.Login.Backend = be.name
+		s.publish()
 		g = be.greeting
 		g.Code = "" // e.g. [XCLIENT] is for popgate, not the client
 		s.info.Timestamp = be.timestamp

@@ -43,7 +43,7 @@ func checkLine(line []byte) (hash string, f lineFields, problem string) {
 	if !json.Valid(line) {
 		return "", f, "not valid JSON"
 	}
-	if err := json.Unmarshal(content, &f); err != nil {
+	if err := decodeLineFields(content, &f); err != nil {
 		return "", f, err.Error()
 	}
 	if f.Time == nil || f.Event == nil || f.PrevHash == nil {

@@ -170,6 +170,12 @@ metrics {
   address = "127.0.0.1:9110"
 }
 
+admin {
+  socket  = "testdata/config/state/admin.sock"
+  address = "127.0.0.1:9111"
+  token   = "an-admin-token-of-32-characters!"
+}
+
 spool {
   memory = "64MiB"
   disk   = "1GiB"
