@@ -14,6 +14,7 @@ type Chain struct {
 	response []ResponseFilter
 	excl     []Exclusive
 	finish   []Finisher
+	flush    []Flusher
 	anyResp  bool
 }
 
@@ -35,6 +36,9 @@ func NewChain(fs ...Filter) *Chain {
 		}
 		if fin, ok := f.(Finisher); ok {
 			c.finish = append(c.finish, fin)
+		}
+		if fl, ok := f.(Flusher); ok {
+			c.flush = append(c.flush, fl)
 		}
 	}
 	return c
@@ -87,6 +91,14 @@ func (c *Chain) Response(ctx context.Context, ex *Exchange, n int) error {
 		}
 	}
 	return nil
+}
+
+// Flush asks every Flusher, in chain order, to write what it holds for
+// the burst whose answers the session is about to send.
+func (c *Chain) Flush(s *Session) {
+	for _, f := range c.flush {
+		f.Flush(s)
+	}
 }
 
 // Finish tells every Finisher, in chain order, that ex is over.

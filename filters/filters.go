@@ -84,6 +84,15 @@ type Finisher interface {
 	Finish(ex *Exchange)
 }
 
+// Flusher is implemented by filters that hold output of their own for a
+// burst of pipelined exchanges (audit writes a burst's records with one
+// write). The session calls Flush before it sends the answers it holds to
+// the client: at the end of each burst, and before it waits on the
+// backend with answers held. Flush runs on the goroutine that answers.
+type Flusher interface {
+	Flush(s *Session)
+}
+
 // Backend makes extra round trips for a filter during an exclusive
 // exchange. Commands go straight to what answers the exchange (the backend,
 // or popgate's own AUTHORIZATION server in after-auth mode), unseen by

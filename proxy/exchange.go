@@ -290,6 +290,7 @@ func (s *session) output(x *exchange) error {
 	s.closeBody(x)
 	s.exchangeDone(x) // before the client can see the answer
 	if x.alone || len(s.fifo) == 0 || s.be == nil || s.be.r.Buffered() == 0 {
+		s.chain.Flush(s.info) // what filters hold of the burst goes first (audit records)
 		if err := s.flush(); err != nil {
 			return fmt.Errorf("client write: %w", err)
 		}
@@ -306,6 +307,7 @@ func (s *session) output(x *exchange) error {
 // using it. A write error comes back at the next write.
 func (s *session) flushHeld() {
 	if bw := s.cw.W; bw != nil && bw.Buffered() > 0 {
+		s.chain.Flush(s.info)
 		if bw.Flush() == nil {
 			s.lastAnswer.Store(time.Now().UnixNano())
 		}

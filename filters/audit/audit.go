@@ -131,36 +131,70 @@ func (f *Filter) record(rec jsonRecord) {
 	f.emit(lp)
 }
 
-// recordCommand is record for the command record of every exchange, with
-// no interface in the way, so that rec does not escape.
+// recordLater is record for the records of an exchange whose answer has
+// not reached the client yet: they may wait for the end of the session's
+// burst (Flush), so that a pipelined burst is written with one write.
+func (f *Filter) recordLater(rec jsonRecord) {
+	lp := lines.Get().(*[]byte)
+	*lp = rec.appendJSON(append((*lp)[:0], 0))
+	f.emitLater(lp)
+}
+
+// recordCommand is recordLater for the command record of every exchange,
+// with no interface in the way, so that rec does not escape.
 func (f *Filter) recordCommand(rec *commandRecord) {
 	lp := lines.Get().(*[]byte)
 	*lp = rec.appendJSON(append((*lp)[:0], 0))
-	f.emit(lp)
+	f.emitLater(lp)
 }
 
 // recordRetrieve is recordCommand for retrieve records.
 func (f *Filter) recordRetrieve(rec *retrieveRecord) {
 	lp := lines.Get().(*[]byte)
 	*lp = rec.appendJSON(append((*lp)[:0], 0))
-	f.emit(lp)
+	f.emitLater(lp)
+}
+
+// Flush writes the records that wait for the end of a burst. The session
+// calls it before it sends the answers it holds to the client, so the
+// records of an exchange reach the file before its answer reaches the
+// client. It implements filters.Flusher.
+func (f *Filter) Flush(*filters.Session) {
+	if f.closed.Load() {
+		return
+	}
+	lost, err := f.w.flush()
+	f.lostRecords(lost, err)
 }
 
 // emit writes the line in *lp (see writer.write) and returns the buffer
 // to lines.
-func (f *Filter) emit(lp *[]byte) {
-	err := ErrClosed
+func (f *Filter) emit(lp *[]byte) { f.emitWith(lp, (*writer).write) }
+
+// emitLater is emit for a record that may wait (writer.deferred).
+func (f *Filter) emitLater(lp *[]byte) { f.emitWith(lp, (*writer).deferred) }
+
+func (f *Filter) emitWith(lp *[]byte, write func(*writer, []byte, bool) ([]byte, int, error)) {
+	err, lost := ErrClosed, 1
 	if !f.closed.Load() {
-		*lp, err = f.w.write(*lp, f.cfg.Chain)
+		*lp, lost, err = write(f.w, *lp, f.cfg.Chain)
 	}
 	if cap(*lp) <= maxKeptLine {
 		lines.Put(lp)
 	}
-	if err == nil {
+	f.lostRecords(lost, err)
+}
+
+// lostRecords counts lost records through Config.OnWriteError, once per
+// record.
+func (f *Filter) lostRecords(lost int, err error) {
+	if err == nil || lost == 0 {
 		return
 	}
 	if f.cfg.OnWriteError != nil {
-		f.cfg.OnWriteError(err)
+		for range lost {
+			f.cfg.OnWriteError(err)
+		}
 	}
 	if errors.Is(err, ErrClosed) {
 		// The writer logs write failures; a closed filter is a bug of

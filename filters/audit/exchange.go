@@ -67,6 +67,7 @@ func (f *Filter) Response(_ context.Context, ex *filters.Exchange) error {
 func (f *Filter) Finish(ex *filters.Exchange) {
 	st := f.state(ex.Session)
 	e, stale, found := st.finish(ex)
+	wrote := len(stale) > 0 // records written here go out at once, not with a burst
 	for _, o := range stale {
 		f.abandon(st, o)
 	}
@@ -78,7 +79,7 @@ func (f *Filter) Finish(ex *filters.Exchange) {
 			if cause == nil {
 				cause = errNotRead
 			}
-			e.tap.finish(cause) // nothing when the body ended already
+			wrote = e.tap.finish(cause) || wrote // nothing when the body ended already
 		case !e.responded:
 			err := ex.Err
 			switch {
@@ -92,6 +93,7 @@ func (f *Filter) Finish(ex *filters.Exchange) {
 				st.setListed(false) // it taught nothing
 			}
 			f.records(st, ex, e, resp, err)
+			wrote = true
 		}
 		if isLogin(ex.Command) && (resp.Status == parser.StatusOK || resp.Status == parser.StatusErr) {
 			f.recordAuth(st, ex, resp)
@@ -99,6 +101,9 @@ func (f *Filter) Finish(ex *filters.Exchange) {
 	}
 	if ex.Verdict != nil {
 		f.recordVerdict(st, ex)
+	}
+	if wrote {
+		f.Flush(ex.Session)
 	}
 }
 
@@ -128,13 +133,13 @@ func (f *Filter) records(st *session, ex *filters.Exchange, e inflight, resp par
 		if msg, ok := parseMsg(cmd.Arg(0)); ok {
 			st.mark(msg)
 			u, _ := st.uid(msg)
-			f.record(&deleteRecord{header: st.header(EventDelete, time.Now()), Msg: msg, UIDL: u})
+			f.recordLater(&deleteRecord{header: st.header(EventDelete, time.Now()), Msg: msg, UIDL: u})
 		}
 	case cmd.Verb == "RSET":
 		st.resetMarks()
 	case cmd.Verb == "QUIT" && e.pre == filters.Transaction:
 		msgs, count, truncated := st.marked()
-		f.record(&commitRecord{
+		f.recordLater(&commitRecord{
 			header: st.header(EventCommit, time.Now()),
 			Count:  count, Msgs: msgs, Truncated: truncated,
 		})

@@ -135,6 +135,11 @@ func (w *writer) syncLoop() {
 		case <-t.C:
 		}
 		w.mu.Lock()
+		if !w.closed {
+			// Records waiting for their burst's end wait no longer than
+			// the sync interval.
+			w.flushPending()
+		}
 		f, due := w.file, w.dirty && w.policy == SyncInterval
 		if due {
 			w.dirty = false

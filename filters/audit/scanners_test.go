@@ -93,6 +93,7 @@ func TestTapPassesBodyUnchanged(t *testing.T) {
 			t.Fatal("body changed by the tap")
 		}
 	}
+	f.Flush(nil) // as the session does before the answer goes out
 	recs := only(records(t, path), "retrieve")
 	if len(recs) != 2 {
 		t.Fatalf("%d retrieve records", len(recs))

@@ -63,13 +63,13 @@ func (t *tap) Close() error {
 	return nil
 }
 
-// finish writes the exchange's records, once. err is io.EOF for a body
-// read to its end.
-func (t *tap) finish(err error) {
+// finish writes the exchange's records, once, and reports whether it
+// did. err is io.EOF for a body read to its end.
+func (t *tap) finish(err error) bool {
 	t.mu.Lock()
 	if t.finished {
 		t.mu.Unlock()
-		return
+		return false
 	}
 	t.finished = true
 	complete := errors.Is(err, io.EOF)
@@ -96,4 +96,5 @@ func (t *tap) finish(err error) {
 	if t.retrieving {
 		t.f.recordRetrieve(&ret)
 	}
+	return true
 }

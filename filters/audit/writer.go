@@ -39,6 +39,18 @@ const (
 	hashSuffixLen = len(hashField) + hashLen + len(`"}`)
 )
 
+// maxPending bounds the octets of queued records: beyond it they are
+// written at once.
+const maxPending = 64 << 10
+
+// pendingRecord is one queued line: where it ends in writer.pend, and its
+// hash when it is chained.
+type pendingRecord struct {
+	end     int
+	chained bool
+	hash    [hashLen]byte
+}
+
 // gap is a run of octets at the end of the file that are no record: a torn
 // write, or a damaged tail found at open. The next chained record is
 // preceded by a chain_break record that names it.
@@ -47,11 +59,16 @@ type gap struct {
 	reason string
 }
 
-// writer appends records to one audit file, one line per record, each with
-// a single write and no buffering beyond the line, so a crash loses at most
-// the record being written. It owns the file, its lock and the chain's last
-// hash; the Filters that share it (see files.go) only call write. It is
-// safe for concurrent use.
+// writer appends records to one audit file, one line per record. A record
+// written with write goes out at once, with every record queued before it,
+// in one write. A record written with defer waits, at most until the
+// session that made it sends its answers to the client (Filter.Flush, at
+// the end of each pipelined burst), the next write, maxPending octets, or
+// the sync interval: a burst of pipelined commands costs one write instead
+// of one per record, and its records reach the file before its answers
+// reach the client. With the record sync policy nothing waits. It owns the
+// file, its lock and the chain's last hash; the Filters that share it (see
+// files.go) only call write, defer and flush. It is safe for concurrent use.
 type writer struct {
 	path   string // "-" for stdout
 	key    string // the files registry key
@@ -61,7 +78,11 @@ type writer struct {
 	out     io.Writer
 	file    *os.File // nil for stdout
 	closed  bool
-	last    []byte // hex hash of the last chained record written; empty before the first
+	last    []byte // hex hash of the last chained record in the file; empty before the first
+	head    []byte // hex hash of the last chained record queued (last when none is)
+	pend    []byte // queued lines, each ending in a newline; a leading newline ends a torn last line
+	pendRec []pendingRecord
+	pendLen int    // 1 when pend starts with the newline that ends a torn line
 	size    int64  // octets in the file, so offsets of gaps are known
 	needNL  bool   // the file ends mid-line: start the next write with "\n"
 	gap     *gap   // octets to name in a chain_break before the next chained record
@@ -171,27 +192,51 @@ func splitHash(line []byte) (hash string, content []byte, ok bool) {
 // pending gap is named in a chain_break record before the next chained
 // record. Failures are logged (once until writing works again) and
 // returned.
-func (w *writer) write(line []byte, chain bool) ([]byte, error) {
+func (w *writer) write(line []byte, chain bool) ([]byte, int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.add(line, chain, true)
+}
+
+// defer is write for a record that may wait for the end of its session's
+// burst (see writer); it is write under the record sync policy.
+func (w *writer) deferred(line []byte, chain bool) ([]byte, int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.add(line, chain, w.policy == SyncRecord)
+}
+
+// flush writes the queued records. It returns how many were lost, and why.
+func (w *writer) flush() (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return line, ErrClosed
+		return 0, nil
+	}
+	return w.flushPending()
+}
+
+// add queues line and, when now is set or the queue is full, writes the
+// queue. It returns line for reuse and how many records were lost, and
+// why. Callers hold w.mu.
+func (w *writer) add(line []byte, chain, now bool) ([]byte, int, error) {
+	if w.closed {
+		return line, 1, ErrClosed
 	}
 	if chain && w.gap != nil {
+		if lost, err := w.flushPending(); err != nil {
+			return line, lost + 1, w.lost(err)
+		}
 		if err := w.recordGap(); err != nil {
-			return line, w.lost(err)
+			return line, 1, w.lost(err)
 		}
 	}
-	line, err := w.put(line, chain)
-	if err != nil {
-		return line, w.lost(err)
+	line = w.queue(line, chain)
+	if !now && len(w.pend) < maxPending {
+		return line, 0, nil
 	}
-	if w.failing {
-		w.failing = false
-		w.logger.Warn("audit: writing again", "path", w.path, "records_lost", w.dropped)
-		w.dropped = 0
-	}
-	return line, nil
+	lost, err := w.flushPending()
+	return line, lost, err
 }
 
 // lost logs a failed write, once until writing works again, and returns
@@ -205,57 +250,107 @@ func (w *writer) lost(err error) error {
 	return err
 }
 
-// put ends line (see write) with the chain fields when chain is set and
-// a newline, and appends it with one write. When the file ends mid-line
-// the write starts with the newline that ends it. A chained line cut short
-// leaves a gap that the next chained record names; with the record policy
-// the file is synced before put returns. Callers hold w.mu.
-func (w *writer) put(line []byte, chain bool) ([]byte, error) {
-	var hash [hashLen]byte
+// queue ends line (see write) with the chain fields when chain is set and
+// a newline, and appends it to the queue, chained on from the last record
+// queued. It returns line for the caller to reuse. Callers hold w.mu.
+func (w *writer) queue(line []byte, chain bool) []byte {
+	if len(w.pend) == 0 {
+		w.head = append(w.head[:0], w.last...)
+		w.pendLen = 0
+		if w.needNL {
+			w.pend = append(w.pend, '\n')
+			w.pendLen = 1
+		}
+	}
+	rec := pendingRecord{chained: chain}
 	if chain {
 		// The content is the record with prev_hash as its last field;
 		// the line is the content with the hash field appended.
 		line = line[:len(line)-1] // closing brace
 		line = append(line, prevHashField...)
-		line = append(line, w.last...)
+		line = append(line, w.head...)
 		line = append(line, '"', '}')
 		sum := sha256.Sum256(line[1:])
-		hex.Encode(hash[:], sum[:])
+		hex.Encode(rec.hash[:], sum[:])
 		line = line[:len(line)-1]
 		line = append(line, hashField...)
-		line = append(line, hash[:]...)
+		line = append(line, rec.hash[:]...)
 		line = append(line, '"', '}')
+		w.head = append(w.head[:0], rec.hash[:]...)
 	}
 	line = append(line, '\n')
-	out, lead := line[1:], int64(0)
-	if w.needNL {
-		line[0] = '\n'
-		out, lead = line, 1
+	w.pend = append(w.pend, line[1:]...)
+	rec.end = len(w.pend)
+	w.pendRec = append(w.pendRec, rec)
+	return line
+}
+
+// put queues line and writes the queue at once. Callers hold w.mu.
+func (w *writer) put(line []byte, chain bool) ([]byte, error) {
+	line = w.queue(line, chain)
+	_, err := w.flushPending()
+	return line, err
+}
+
+// flushPending writes the queue with one write. The records written whole
+// are in the file, and the chain goes on from the last of them; a chained
+// record cut short leaves a gap that the next chained record names; the
+// records not written are lost, and counted. With the record policy the
+// file is synced before it returns. Callers hold w.mu.
+func (w *writer) flushPending() (int, error) {
+	if len(w.pendRec) == 0 {
+		w.pend = w.pend[:0]
+		return 0, nil
 	}
-	n, err := w.out.Write(out)
-	if n > 0 {
-		if chain && w.file != nil && w.gap == nil && n < len(out) && int64(n) > lead {
-			w.gap = &gap{offset: w.size + lead, reason: ReasonTornWrite}
+	n, err := w.out.Write(w.pend)
+	start, lost := w.pendLen, 0
+	for _, rec := range w.pendRec {
+		switch {
+		case rec.end <= n:
+			if rec.chained {
+				// The line is in the file: the next record links to it,
+				// even if the sync below fails.
+				w.last = append(w.last[:0], rec.hash[:]...)
+			}
+		default:
+			lost++
+			if rec.chained && w.file != nil && w.gap == nil && n > start && n > 0 {
+				w.gap = &gap{offset: w.size + int64(start), reason: ReasonTornWrite}
+			}
 		}
+		start = rec.end
+	}
+	if n > 0 {
 		w.size += int64(n)
-		w.needNL = out[n-1] != '\n'
+		w.needNL = w.pend[n-1] != '\n'
 		w.dirty = true
 	}
-	if err != nil {
-		return line, fmt.Errorf("audit: write %s: %w", w.path, err)
+	if len(w.pend) > maxPending*4 {
+		w.pend = nil // do not keep a burst's worth of memory for ever
+	} else {
+		w.pend = w.pend[:0]
 	}
-	if chain {
-		// The line is in the file: the next record links to it, even
-		// if the sync below fails.
-		w.last = append(w.last[:0], hash[:]...)
+	w.pendRec = w.pendRec[:0]
+	w.head = append(w.head[:0], w.last...)
+	if err != nil {
+		err = fmt.Errorf("audit: write %s: %w", w.path, err)
+		for range lost {
+			w.lost(err)
+		}
+		return lost, err
+	}
+	if w.failing {
+		w.failing = false
+		w.logger.Warn("audit: writing again", "path", w.path, "records_lost", w.dropped)
+		w.dropped = 0
 	}
 	if w.policy == SyncRecord && w.file != nil {
 		w.dirty = false
 		if err := w.file.Sync(); err != nil {
-			return line, fmt.Errorf("audit: sync %s: %w", w.path, err)
+			return 0, fmt.Errorf("audit: sync %s: %w", w.path, err)
 		}
 	}
-	return line, nil
+	return 0, nil
 }
 
 // recordGap writes the chain_break record that names w.gap: the offset,
@@ -306,6 +401,9 @@ func (w *writer) reopen(chain bool) error {
 	if w.file == nil {
 		return nil
 	}
+	if _, err := w.flushPending(); err != nil {
+		w.logger.Warn("audit: writing queued records before a reopen", "path", w.path, "error", err)
+	}
 	old := w.file
 	if cur, err := old.Stat(); err == nil {
 		if st, err := os.Stat(w.path); err == nil && os.SameFile(cur, st) {
@@ -341,6 +439,9 @@ func (w *writer) close() error {
 	if w.closed {
 		w.mu.Unlock()
 		return nil
+	}
+	if _, err := w.flushPending(); err != nil {
+		w.logger.Warn("audit: writing queued records before closing", "path", w.path, "error", err)
 	}
 	w.closed = true
 	w.mu.Unlock()

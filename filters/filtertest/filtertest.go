@@ -85,9 +85,10 @@ func Run(ctx context.Context, c *filters.Chain, ex *filters.Exchange, b Backend)
 	return c.Response(ctx, ex, n)
 }
 
-// Finish reads what is left of ex.Body, records err as the exchange's
-// failure and calls the chain's Finishers, as the session does once the
-// answer went out.
+// Finish reads what is left of ex.Body, lets the Flushers write what
+// they hold (as the session does before it sends the answer to the
+// client), records err as the exchange's failure and calls the chain's
+// Finishers, as the session does once the answer went out.
 func Finish(c *filters.Chain, ex *filters.Exchange, err error) {
 	if ex.Body != nil {
 		io.Copy(io.Discard, ex.Body)
@@ -95,6 +96,7 @@ func Finish(c *filters.Chain, ex *filters.Exchange, err error) {
 			cl.Close()
 		}
 	}
+	c.Flush(ex.Session)
 	ex.Err = err
 	c.Finish(ex)
 }
