@@ -32,6 +32,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/popgate/popgate/filters"
+	"github.com/popgate/popgate/filters/audit"
 )
 
 // newBenchBackend starts the tests' mailbox backend (script_backend_test.go)
@@ -125,6 +126,14 @@ func benchTargets(b *testing.B, backend string, fn func(b *testing.B, addr strin
 	b.Run("direct", func(b *testing.B) { fn(b, backend) })
 	b.Run("popgate", func(b *testing.B) { fn(b, benchProxy(b, backend, ConnectOnAccept, nil)) })
 	b.Run("popgate-filter", func(b *testing.B) { fn(b, benchProxy(b, backend, ConnectOnAccept, nil, benchFilter{})) })
+	b.Run("popgate-audit", func(b *testing.B) {
+		f, err := audit.New(audit.Config{Path: filepath.Join(b.TempDir(), "audit.jsonl"), Chain: true}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		fn(b, benchProxy(b, backend, ConnectOnAccept, nil, f))
+	})
 }
 
 // benchFilter is a filter with both sides that changes nothing.
