@@ -106,10 +106,18 @@
 //     the wrapped body), or the read failed, or the exchange finished, or
 //     the session ended: the filter cannot know sooner how much was
 //     delivered. Command records follow the client's order.
-//   - Each record is written with a single write of one whole line, under
-//     a mutex, with no buffer kept between records: a crash loses at most
-//     the record being written (and, unless Sync is SyncRecord, what the
-//     kernel had not written back). A failing write is logged once until
+//   - Records are whole lines, chained in the order they are written. The
+//     records of an exchange whose answer has not reached the client yet
+//     (command, retrieve, delete, commit) wait for the session's Flush
+//     (filters.Flusher), which it calls just before it sends a burst's
+//     answers: a pipelined burst's records go out with one write, before
+//     its answers. Every other record (session, auth, scan, admin) is
+//     written at once, with everything queued before it. Nothing waits
+//     longer than the sync interval, and with SyncRecord nothing waits. A
+//     crash of popgate can lose the records of the burst being answered
+//     (and, unless Sync is SyncRecord, what the kernel had not written
+//     back); a write cut short keeps the whole records and names the rest
+//     in a chain_break. A failing write is logged once until
 //     writing works again, counted for every record through
 //     Config.OnWriteError, and never stops mail access. A record written
 //     after Close is counted and logged at error level.
@@ -120,7 +128,8 @@
 //     records of exchanges the session left unfinished.
 //   - A record costs one encoding without reflection (encode.go, octet for
 //     octet what encoding/json writes), one SHA-256 when chaining, and the
-//     one write; BenchmarkPipelinedNOOPRecord measures it per exchange.
+//     its share of a write; BenchmarkPipelinedNOOPRecord measures it per
+//     exchange, proxy's BenchmarkProxyNoopPipelined100 per burst.
 //   - Secrets never reach the trail: commands are written only in their
 //     Redacted form, and Login.Password is never read.
 package audit
