@@ -56,7 +56,7 @@ func (s *session) dial(ctx context.Context, b *Backend) (*backendConn, error) {
 		h(b.Name, time.Since(start), err)
 	}
 	if err != nil {
-		return nil, errBackend(fmt.Errorf("backend %q (%s): %w", b.Name, b.Address, err))
+		return nil, errBackend(fmt.Errorf("backend %q (%s): %w", b.Name, s.backendAddress(b), err))
 	}
 	return bc, nil
 }
@@ -73,7 +73,18 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", b.Address)
+	addr := b.Address
+	if b.OriginalDestination { // intercept.go
+		dst := addrPort(s.info.OriginalDest)
+		if !dst.IsValid() {
+			return nil, errNoOriginalDest
+		}
+		addr = dst.String()
+		if b.SpoofSource {
+			d = spoofDialer(addrPort(s.info.ClientAddr))
+		}
+	}
+	conn, err := d.DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
@@ -152,6 +163,15 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	bc.stop = stop
 	ok = true
 	return bc, nil
+}
+
+// backendAddress is where backend b connects for this session: its
+// Address, or the client's original destination.
+func (s *session) backendAddress(b *Backend) string {
+	if b.OriginalDestination && s.info.OriginalDest != nil {
+		return s.info.OriginalDest.String()
+	}
+	return b.Address
 }
 
 func newBackendConn(name string, conn net.Conn, readTimeout time.Duration) *backendConn {

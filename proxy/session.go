@@ -223,6 +223,9 @@ func (s *session) accept() bool {
 		}
 		return false
 	}
+	if !s.interceptDest() { // intercept.go
+		return false
+	}
 	key := ipKey{listener: s.lst.Name, net: s.clientNet()}
 	if !s.srv.acquireIP(key, s.limits.MaxSessionsPerIP) {
 		s.setReason("max-sessions-per-ip")
