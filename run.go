@@ -254,6 +254,14 @@ func (a *app) build(ctx context.Context, cfg *config.Config) (*generation, error
 			c.MinVersion = l.TLSMinVersion
 			pl.TLSConfig = c
 		}
+		if l.InterceptCACert != "" && pl.InterceptSTLS == proxy.InterceptSTLSInspect {
+			ca, err := tls.LoadX509KeyPair(l.InterceptCACert, l.InterceptCAKey)
+			if err != nil {
+				a.refs.discard(gen)
+				return nil, fmt.Errorf("listener %q: intercept CA: %w", l.Name, err)
+			}
+			pl.InterceptCA = &ca
+		}
 		for _, name := range l.FilterNames {
 			pl.Filters = append(pl.Filters, insts[name].filter)
 		}
@@ -364,6 +372,9 @@ func backendAddresses(cfg *config.Config) map[string]string {
 	m := make(map[string]string, len(cfg.Backends))
 	for _, b := range cfg.Backends {
 		m[b.Name] = b.Address
+		if b.OriginalDestination {
+			m[b.Name] = "original destination"
+		}
 	}
 	return m
 }
