@@ -109,8 +109,9 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 			return nil, fmt.Errorf("PROXY header: %w", err)
 		}
 	}
-	if b.TLS == TLSImplicit {
-		tc := tls.Client(conn, b.TLSConfig)
+	mode := s.backendTLSMode(b) // intercept_stls.go
+	if mode == TLSImplicit {
+		tc := tls.Client(conn, s.backendTLSConfig(b))
 		if err := tc.HandshakeContext(dctx); err != nil {
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
@@ -128,7 +129,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	}
 	bc.greeting = g
 	bc.timestamp = timestampRE.FindString(g.Text)
-	if b.TLS == TLSStartTLS {
+	if mode == TLSStartTLS {
 		resp, err := bc.cmd(parser.NewCommand("STLS"))
 		if err != nil {
 			return nil, fmt.Errorf("STLS: %w", err)
@@ -139,7 +140,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 		if bc.r.Buffered() > 0 {
 			return nil, errors.New("backend sent data after accepting STLS")
 		}
-		tc := tls.Client(conn, b.TLSConfig)
+		tc := tls.Client(conn, s.backendTLSConfig(b))
 		if err := tc.HandshakeContext(dctx); err != nil {
 			return nil, fmt.Errorf("STLS handshake: %w", err)
 		}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"net"
 	"net/netip"
 	"time"
 
@@ -182,6 +183,9 @@ type Listener struct {
 	InterceptCA *tls.Certificate
 
 	ch *filters.Chain // Filters as a chain, built once when the server takes the Config
+	// originalDest, when set, replaces the kernel's answer to where an
+	// intercepted connection was going: a hook for tests.
+	originalDest func(net.Conn) (netip.AddrPort, error)
 }
 
 // chain returns the listener's filter chain.

@@ -88,7 +88,13 @@ func (s *session) interceptDest() bool {
 	if s.lst.Intercept == InterceptNone {
 		return true
 	}
-	dst, err := originalDest(s.tcp, s.lst.Intercept)
+	var dst netip.AddrPort
+	var err error
+	if s.lst.originalDest != nil {
+		dst, err = s.lst.originalDest(s.tcp)
+	} else {
+		dst, err = originalDest(s.tcp, s.lst.Intercept)
+	}
 	if err != nil {
 		s.log.Warn("intercepted connection without an original destination", "error", err)
 		s.setReason("no-original-destination")

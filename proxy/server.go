@@ -348,7 +348,10 @@ func checkConfig(cfg *Config) error {
 		if _, ok := cfg.Backends[l.Backend]; !ok {
 			return fmt.Errorf("proxy: listener %q: unknown backend %q", l.Name, l.Backend)
 		}
-		if l.TLS != TLSNone && cfg.ServerTLS == nil && l.TLSConfig == nil {
+		if err := checkInterceptTLS(l); err != nil { // intercept_stls.go
+			return err
+		}
+		if l.TLS != TLSNone && cfg.ServerTLS == nil && l.TLSConfig == nil && !(l.Intercept != InterceptNone && l.InterceptSTLS == InterceptSTLSInspect) {
 			return fmt.Errorf("proxy: listener %q needs TLS but no server TLS configuration is set", l.Name)
 		}
 	}

@@ -263,10 +263,7 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultLimits.HandshakeTimeout
 	}
-	conf := s.lst.TLSConfig
-	if conf == nil {
-		conf = s.cfg.ServerTLS
-	}
+	conf := s.serverTLSConfig() // intercept_stls.go
 	tc := tls.Server(c, conf)
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
