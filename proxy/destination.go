@@ -16,7 +16,7 @@ import (
 // DestinationRule is one entry of an original_destination backend's
 // allowed_destinations or denied_destinations: a network and, optionally,
 // one port. Its text form is "10.0.0.0/8", "0.0.0.0/0:110",
-// "[2001:db8::/32]:110", or a bare address ("192.0.2.7", "[::1]:110"),
+// "[2001:db8::/32]:110" (also "[2001:db8::]/32:110"), or a bare address ("192.0.2.7", "[::1]:110"),
 // which is a network of one address.
 type DestinationRule struct {
 	Prefix netip.Prefix // masked
@@ -33,6 +33,14 @@ func ParseDestinationRule(s string) (DestinationRule, error) {
 			return DestinationRule{}, fmt.Errorf("%q: missing ]", s)
 		}
 		network, port = s[1:end], s[end+1:]
+		if strings.HasPrefix(port, "/") && !strings.Contains(network, "/") {
+			// "[::]/0:110": the brackets around the address only.
+			bits, rest, _ := strings.Cut(port, ":")
+			network, port = network+bits, ":"+rest
+			if rest == "" {
+				port = ""
+			}
+		}
 		if port != "" && !strings.HasPrefix(port, ":") {
 			return DestinationRule{}, fmt.Errorf("%q: after ] only :PORT may follow", s)
 		}
