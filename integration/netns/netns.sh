@@ -105,18 +105,33 @@ healthy() {
 	ns_greets
 }
 
+# ancestors: this script's pid and those of its ancestors (the test binary
+# that runs it), which are never killed.
+ancestors() {
+	local pid=$$
+	while [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
+		printf '%s\n' "$pid"
+		pid=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+	done
+}
+
+# ns_pids NS: the processes in namespace NS, ancestors excluded.
+ns_pids() {
+	ip netns pids "$1" 2>/dev/null | grep -vxF -f <(ancestors) | tr '\n' ' ' || true
+}
+
 # kill_ns_pids NS: SIGTERM, then after up to 5 s SIGKILL, every process in
 # namespace NS (processes only the tests started there).
 kill_ns_pids() {
 	local ns=$1 pids i
 	ns_exists "$ns" || return 0
-	pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+	pids=$(ns_pids "$ns")
 	[ -n "${pids// /}" ] || return 0
 	it_log "stopping processes left in $ns: $pids"
 	# shellcheck disable=SC2086
 	kill -TERM $pids 2>/dev/null || true
 	for i in $(seq 1 50); do
-		pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+		pids=$(ns_pids "$ns")
 		[ -n "${pids// /}" ] || return 0
 		sleep 0.1
 	done
