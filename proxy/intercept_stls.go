@@ -148,10 +148,11 @@ func (s *session) tunnelSTLS() bool {
 // directions until both directions ended, and returns the session's end
 // reason: who ended first, and how. An end of stream on one side is
 // passed on as a half-close (CloseWrite), so the other direction may
-// still finish; a failure closes both. The relay also ends when the
-// session's context is cancelled (Kick, Shutdown, whose reason was set
-// first), and when neither direction moved for the listener's idle
-// timeout. The client's octets are counted as the session's bytes in and
+// still finish, for as long as it keeps moving octets within the
+// listener's write timeout; a failure closes both. The relay also ends
+// when the session's context is cancelled (Kick, Shutdown, whose reason
+// was set first), and when neither direction moved for the listener's
+// idle timeout. The client's octets are counted as the session's bytes in and
 // out. The relay runs on the reading goroutine and one more, for the
 // client-to-server direction, which it waits for.
 func (s *session) relay(c, b net.Conn) string {
@@ -178,6 +179,7 @@ func (s *session) relay(c, b net.Conn) string {
 type relayState struct {
 	idle, write time.Duration
 	last        atomic.Int64 // when an octet last moved either way (Unix nanoseconds)
+	halfClosed  atomic.Bool  // one direction ended: the other has the write timeout to finish
 
 	once   sync.Once
 	reason string // why the relay ended: the first direction to end says
@@ -186,13 +188,21 @@ type relayState struct {
 
 func (r *relayState) touch() { r.last.Store(time.Now().UnixNano()) }
 
+// limit is how long a direction may wait for octets.
+func (r *relayState) limit() time.Duration {
+	if r.halfClosed.Load() && r.write < r.idle {
+		return r.write
+	}
+	return r.idle
+}
+
 // end records the first direction's reason to end.
 func (r *relayState) end(reason string, err error) {
 	r.once.Do(func() { r.reason, r.err = reason, err })
 }
 
 // pipe copies src to dst until src ends or fails. An end of stream is
-// passed on to dst as a half-close and ends the relay's reason as eof; a
+// passed on to dst as a half-close, with eof as the relay's reason; a
 // read failure (readErr), a write failure (writeErr) or an idle timeout
 // closes both connections, so the other direction stops too. A timeout
 // while the other direction moves octets is no failure: this one waits
@@ -208,8 +218,8 @@ func (r *relayState) pipe(dst, src net.Conn, count *atomic.Int64, eof, readErr, 
 	}
 	var armed time.Time
 	for {
-		if now := time.Now(); now.Sub(armed) > r.idle/8 {
-			src.SetReadDeadline(now.Add(r.idle))
+		if now := time.Now(); now.Sub(armed) > r.limit()/8 {
+			src.SetReadDeadline(now.Add(r.limit()))
 			armed = now
 		}
 		n, err := src.Read(buf)
@@ -227,13 +237,15 @@ func (r *relayState) pipe(dst, src net.Conn, count *atomic.Int64, eof, readErr, 
 		case errors.Is(err, io.EOF):
 			r.end(eof, nil)
 			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+				r.halfClosed.Store(true)
 				cw.CloseWrite()
+				dst.SetReadDeadline(time.Now().Add(r.limit())) // the other direction's wait
 			} else {
 				dst.Close()
 			}
 			return
 		case isTimeout(err):
-			if time.Since(time.Unix(0, r.last.Load())) < r.idle {
+			if time.Since(time.Unix(0, r.last.Load())) < r.limit() {
 				armed = time.Time{} // the other direction is busy: wait on
 				continue
 			}
