@@ -356,7 +356,9 @@ func (a *app) tlsOptions(cfg *config.Config) tlsconf.Options {
 // configuration that verifies it (reading its CA file).
 func proxyBackend(b *config.Backend) (*proxy.Backend, error) {
 	pb := b.Backend
-	if pb.TLS != proxy.TLSNone {
+	// An original-destination backend verifies the servers of intercepted
+	// STLS and port 995 sessions (intercept_stls = "inspect").
+	if pb.TLS != proxy.TLSNone || pb.OriginalDestination {
 		c, err := tlsconf.ClientConfig(b.ServerName, b.CAFile, b.InsecureSkipVerify, tls.VersionTLS12)
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", b.Name, err)
