@@ -16,6 +16,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +101,26 @@ func testInterceptRedirect(t *testing.T, ns map[string]string) {
 		start := fltOne(t, recs, "session_start", nil, "session_start of the intercepted session")
 		if got := start.str("original_dst"); got != server {
 			t.Errorf("audit session_start original_dst = %q, want %q (the address the client dialled); record: %v", got, server, start)
+		}
+	})
+
+	// An unmodified client, Python's poplib, run as its own process in
+	// the client namespace: what it retrieves is the server's message.
+	t.Run("PoplibClient", func(t *testing.T) {
+		cmd := exec.Command("ip", "netns", "exec", cli, "python3", "-c", interceptPoplib, ns["NETNS_SERVER_ADDR"], src, "alice")
+		cmd.Env = append(os.Environ(), "POP_PASSWORD="+itPassword(t, "a", "alice"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("poplib in %s: %v\n%s", cli, err, stderr.Bytes())
+		}
+		greeting, body, _ := bytes.Cut(out, []byte("\n"))
+		if !bytes.HasPrefix(greeting, []byte("+OK")) || !bytes.Contains(greeting, []byte(ns["NETNS_GREETING"])) {
+			t.Errorf("poplib saw the greeting %q, want the server Dovecot's", greeting)
+		}
+		if want := expectedRETR(maildirMessages(t, ns["NETNS_MAIL_ROOT"], "alice")[0]); !bytes.Equal(body, want) {
+			t.Errorf("poplib's RETR 1: %d octets, differs from the server's message (%d octets)", len(body), len(want))
 		}
 	})
 
@@ -218,6 +240,23 @@ func testInterceptTProxySpoof(t *testing.T, ns map[string]string) {
 		t.Errorf("audit session_start original_dst = %q, want %q; record: %v", got, server, start)
 	}
 }
+
+// interceptPoplib is a Python program: argv SERVER SOURCE USER, password in
+// $POP_PASSWORD. It prints the greeting, a newline, and message 1 with
+// CRLF line ends (poplib removes the dot-stuffing and the line ends).
+const interceptPoplib = `import os, poplib, socket, sys
+server, source, user = sys.argv[1:4]
+class POP3From(poplib.POP3):
+    def _create_socket(self, timeout):
+        return socket.create_connection((self.host, self.port), timeout, source_address=(source, 0))
+p = POP3From(server, 110, timeout=15)
+greeting = p.getwelcome()
+p.user(user)
+p.pass_(os.environ["POP_PASSWORD"])
+_, lines, _ = p.retr(1)
+p.quit()
+sys.stdout.buffer.write(greeting + b"\n" + b"".join(l + b"\r\n" for l in lines))
+`
 
 // atoiEnv returns the number under key in the namespace env.
 func atoiEnv(t *testing.T, env map[string]string, key string) int {
