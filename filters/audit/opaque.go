@@ -15,12 +15,11 @@ import (
 const EventOpaque = "opaque"
 
 // opaqueRecord is the record of a session that went opaque. How says
-// why ("stls-tunnel"); OriginalDst is the server the client meant to
-// reach, which alone is now known of where its mail came from.
+// why ("stls-tunnel"). Its header's original_dst, the server the client
+// meant to reach, is now all that is known of where its mail came from.
 type opaqueRecord struct {
 	header
-	How         string `json:"how"`
-	OriginalDst string `json:"original_dst"`
+	How string `json:"how"`
 }
 
 var _ jsonRecord = (*opaqueRecord)(nil)
@@ -28,17 +27,12 @@ var _ jsonRecord = (*opaqueRecord)(nil)
 func (r *opaqueRecord) appendJSON(b []byte) []byte {
 	b = r.header.appendJSON(b)
 	b = appendStr(b, "how", r.How)
-	b = appendStr(b, "original_dst", r.OriginalDst)
 	return append(b, '}')
 }
 
 // SessionOpaque writes the opaque record of s. The proxy calls it, once,
 // before the first octet it relays unseen (proxy.OpaqueObserver).
 func (f *Filter) SessionOpaque(s *filters.Session, how string) {
-	st := f.state(s)
-	rec := opaqueRecord{header: st.header(EventOpaque, time.Now()), How: how}
-	if s != nil {
-		rec.OriginalDst = addrString(s.OriginalDest)
-	}
+	rec := opaqueRecord{header: f.state(s).header(EventOpaque, time.Now()), How: how}
 	f.record(&rec)
 }

@@ -14,7 +14,8 @@ import (
 func TestOpaqueRecordEncodesAsEncodingJSON(t *testing.T) {
 	for i, str := range awkward {
 		h := header{Time: time.Date(2026, 12, 1, 23, 4, 5, i*7, time.UTC), Event: str, Session: str, Client: str, Listener: str}
-		rec := &opaqueRecord{header: h, How: str, OriginalDst: str}
+		h.OriginalDst = str
+		rec := &opaqueRecord{header: h, How: str}
 		if got, want := rec.appendJSON(nil), stdJSON(t, rec); string(got) != string(want) {
 			t.Errorf("%q:\n got %s\nwant %s", str, got, want)
 		}
