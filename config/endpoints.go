@@ -151,7 +151,9 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		if r.CAFile != "" {
 			b.fileExists(body, "ca_file", r.CAFile)
 		}
-		if be.TLS == proxy.TLSNone {
+		if be.TLS == proxy.TLSNone && (r.OriginalDestination == nil || !*r.OriginalDestination) {
+			// (An original-destination backend verifies the server with
+			// ca_file when intercept_stls = "inspect" speaks TLS to it.)
 			for _, a := range []string{"ca_file", "server_name", "insecure_skip_verify"} {
 				if has(body, a) {
 					b.warnf(attrRange(body, a), "Unused "+a, "%s has no effect on a backend with tls = \"none\".", a)
