@@ -150,6 +150,11 @@ func (b *builder) interceptBackend(r *rawBackend, be *Backend) bool {
 		b.errorf(attrRange(body, "master_user"), "Master login on an original_destination backend",
 			"The client logs in to the server it meant to reach itself; popgate logs in nowhere on its behalf.")
 	}
+	if r.ForwardClient != nil && *r.ForwardClient != "none" {
+		b.errorf(attrRange(body, "forward_client"), "forward_client on an original_destination backend",
+			"The servers an intercepting backend reaches are not yours: popgate sends them no XCLIENT or PROXY header "+
+				"with the client's address (use spoof_source with TPROXY to connect from the client's own address).")
+	}
 	return true
 }
 

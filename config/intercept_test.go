@@ -162,6 +162,8 @@ func TestInterceptValidation(t *testing.T) {
 			summary: "spoof_source needs tproxy", attr: "spoof_source ="},
 		{name: "address", backend: "  address = \"192.0.2.1:110\"\n", sev: hcl.DiagError,
 			summary: "Address on an original_destination backend", attr: "address = \"192"},
+		{name: "forward_client", backend: "  forward_client = \"proxy-v2\"\n", sev: hcl.DiagError,
+			summary: "forward_client on an original_destination backend", attr: "forward_client ="},
 		{name: "bad destination", backend: "  denied_destinations = [\"10.0.0.0/8\", \"pop.example.com:110\"]\n", sev: hcl.DiagError,
 			summary: "Invalid denied_destinations", attr: "denied_destinations =", elem: `"pop.example.com`},
 		{name: "ordinary listener", extra: "listener \"plain\" {\n  address = \":1\"\n  backend = \"original\"\n}\n", sev: hcl.DiagError,
