@@ -254,6 +254,14 @@ func (a *app) build(ctx context.Context, cfg *config.Config) (*generation, error
 			c.MinVersion = l.TLSMinVersion
 			pl.TLSConfig = c
 		}
+		if l.InterceptCACert != "" && pl.InterceptSTLS == proxy.InterceptSTLSInspect {
+			ca, err := tls.LoadX509KeyPair(l.InterceptCACert, l.InterceptCAKey)
+			if err != nil {
+				a.refs.discard(gen)
+				return nil, fmt.Errorf("listener %q: intercept CA: %w", l.Name, err)
+			}
+			pl.InterceptCA = &ca
+		}
 		for _, name := range l.FilterNames {
 			pl.Filters = append(pl.Filters, insts[name].filter)
 		}
@@ -348,7 +356,9 @@ func (a *app) tlsOptions(cfg *config.Config) tlsconf.Options {
 // configuration that verifies it (reading its CA file).
 func proxyBackend(b *config.Backend) (*proxy.Backend, error) {
 	pb := b.Backend
-	if pb.TLS != proxy.TLSNone {
+	// An original-destination backend verifies the servers of intercepted
+	// STLS and port 995 sessions (intercept_stls = "inspect").
+	if pb.TLS != proxy.TLSNone || pb.OriginalDestination {
 		c, err := tlsconf.ClientConfig(b.ServerName, b.CAFile, b.InsecureSkipVerify, tls.VersionTLS12)
 		if err != nil {
 			return nil, fmt.Errorf("backend %q: %w", b.Name, err)
@@ -364,6 +374,9 @@ func backendAddresses(cfg *config.Config) map[string]string {
 	m := make(map[string]string, len(cfg.Backends))
 	for _, b := range cfg.Backends {
 		m[b.Name] = b.Address
+		if b.OriginalDestination {
+			m[b.Name] = "original destination"
+		}
 	}
 	return m
 }

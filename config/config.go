@@ -98,6 +98,11 @@ type Listener struct {
 	// otherwise 0: the server configuration's own minimum, TLS 1.2
 	// (tlsconf.Options.MinVersion).
 	TLSMinVersion uint16
+	// InterceptCACert and InterceptCAKey are the PEM files of the CA that
+	// mints certificates for intercept_stls = "inspect"; the caller loads
+	// them into Listener.InterceptCA. "" otherwise.
+	InterceptCACert string
+	InterceptCAKey  string
 }
 
 // Backend is a backend block: the proxy.Backend it configures. Its

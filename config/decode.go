@@ -94,6 +94,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Admin = b.admin(raw.Admin, cfg.StateDir, body)
 	b.uniqueAddresses(raw)
 	b.masterVerifiers(raw, cfg)
+	b.interceptUses(raw, cfg) // intercept.go
 	b.unused(raw, cfg)
 	return cfg
 }

@@ -67,6 +67,7 @@ func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []Lis
 			l.TLSMinVersion = tls.VersionTLS13
 		}
 		l.Limits = b.limits(r.Limits, cfg.Limits)
+		b.interceptListener(r, &l, cfg) // intercept.go
 		out = append(out, l)
 	}
 	return out
@@ -137,7 +138,7 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		be := Backend{CAFile: r.CAFile, ServerName: r.ServerName}
 		be.Name, be.Address = r.Name, r.Address
 		host := ""
-		if b.address(body, "address", r.Address, false, false) {
+		if !b.interceptBackend(r, &be) && b.address(body, "address", r.Address, false, false) { // intercept.go
 			host, _, _ = net.SplitHostPort(r.Address)
 		}
 		be.TLS = enum(&b.checker, body, "tls", r.TLS, proxy.TLSNone, proxy.TLSNone, proxy.TLSStartTLS, proxy.TLSImplicit)
@@ -150,7 +151,9 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		if r.CAFile != "" {
 			b.fileExists(body, "ca_file", r.CAFile)
 		}
-		if be.TLS == proxy.TLSNone {
+		if be.TLS == proxy.TLSNone && (r.OriginalDestination == nil || !*r.OriginalDestination) {
+			// (An original-destination backend verifies the server with
+			// ca_file when intercept_stls = "inspect" speaks TLS to it.)
 			for _, a := range []string{"ca_file", "server_name", "insecure_skip_verify"} {
 				if has(body, a) {
 					b.warnf(attrRange(body, a), "Unused "+a, "%s has no effect on a backend with tls = \"none\".", a)

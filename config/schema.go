@@ -69,6 +69,11 @@ type rawListener struct {
 	Filters        *[]string `hcl:"filters,optional"`
 	ServerName     []string  `hcl:"server_name,optional"`
 	TLSMinVersion  *string   `hcl:"tls_min_version,optional"`
+	// Interception (intercept.go).
+	Intercept       *string `hcl:"intercept,optional"`
+	InterceptSTLS   *string `hcl:"intercept_stls,optional"`
+	InterceptCACert string  `hcl:"intercept_ca_cert,optional"`
+	InterceptCAKey  string  `hcl:"intercept_ca_key,optional"`
 
 	Limits *rawLimits `hcl:"limits,block"`
 
@@ -79,7 +84,7 @@ type rawListener struct {
 // rawBackend is a backend block.
 type rawBackend struct {
 	Name               string  `hcl:"name,label"`
-	Address            string  `hcl:"address"`
+	Address            string  `hcl:"address,optional"` // required unless original_destination
 	TLS                *string `hcl:"tls,optional"`
 	CAFile             string  `hcl:"ca_file,optional"`
 	ServerName         string  `hcl:"server_name,optional"`
@@ -90,6 +95,11 @@ type rawBackend struct {
 	ReadTimeout        *string `hcl:"read_timeout,optional"`
 	MasterUser         string  `hcl:"master_user,optional"`
 	MasterPassword     string  `hcl:"master_password,optional"`
+	// Interception (intercept.go).
+	OriginalDestination *bool    `hcl:"original_destination,optional"`
+	AllowedDestinations []string `hcl:"allowed_destinations,optional"`
+	DeniedDestinations  []string `hcl:"denied_destinations,optional"`
+	SpoofSource         *bool    `hcl:"spoof_source,optional"`
 
 	LabelRange hcl.Range `hcl:"name,label_range"`
 	Body       hcl.Body  `hcl:",body"`

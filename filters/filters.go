@@ -157,7 +157,10 @@ type Session struct {
 	Listener   string
 	ClientAddr net.Addr // the real client address (after PROXY protocol)
 	LocalAddr  net.Addr
-	Started    time.Time
+	// OriginalDest is the address the client meant to reach, on an
+	// intercept listener (firewall redirect or TPROXY); nil otherwise.
+	OriginalDest net.Addr
+	Started      time.Time
 	// TLS is the client connection's TLS state, nil while in plaintext.
 	TLS *tls.ConnectionState
 	// SNI is the server name the client asked for, if any.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # setup.sh - install what popgate's integration tests need on Debian
 # bookworm: Dovecot (POP3), clamd, client programs used for comparisons,
-# make, headless Chromium, and staticcheck. Idempotent: apt-get runs only
+# make, nftables (the interception tests' namespaces, integration/netns),
+# headless Chromium, and staticcheck. Idempotent: apt-get runs only
 # when a program is missing.
 # Must run as root. Daemons Debian's scripts may start are never used: the
 # tests run their own instances (integration/start.sh) on other ports.
@@ -12,11 +13,12 @@ set -euo pipefail
 
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
-PACKAGES="dovecot-core dovecot-pop3d clamav-daemon clamav fetchmail curl python3 haproxy stunnel4 openssl procps make"
+PACKAGES="dovecot-core dovecot-pop3d clamav-daemon clamav fetchmail curl python3 haproxy stunnel4 openssl procps make nftables iproute2"
 # Programs (and files) that prove the packages above are installed.
 NEEDED="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/pop3 /usr/lib/dovecot/pop3-login
 /usr/sbin/clamd /usr/bin/clamscan /usr/bin/fetchmail /usr/bin/curl /usr/bin/python3
-/usr/sbin/haproxy /usr/bin/stunnel4 /usr/bin/openssl /usr/bin/pgrep /usr/bin/make"
+/usr/sbin/haproxy /usr/bin/stunnel4 /usr/bin/openssl /usr/bin/pgrep /usr/bin/make
+/usr/sbin/nft /usr/sbin/ip"
 
 missing=""
 for f in $NEEDED; do

@@ -52,7 +52,7 @@ var (
 	endReasons = newLabelSet("quit", "client-closed", "client-error", "client-write", "write-error",
 		"timeout", "tls-handshake", "backend-error", "backend-unavailable", "bad-proxy-header",
 		"untrusted-proxy", "max-sessions-per-ip", "too-many-auth-failures", "too-many-errors",
-		"shutdown", "panic", "kicked", "blocked")
+		"shutdown", "panic", "kicked", "blocked", "backend-closed")
 	// throttleReasons are the reasons proxy gives its Throttled hook.
 	throttleReasons = newLabelSet("max-sessions", "max-sessions-per-ip", "auth-delay")
 	// actions are the filters.Verdict.Action values the clamav filter

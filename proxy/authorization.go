@@ -258,6 +258,9 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 // pipelined after STLS in plaintext is discarded, never executed, and any
 // USER given before is forgotten.
 func (s *session) startTLS() bool {
+	if s.intercepting() {
+		return s.interceptSTLS() // intercept_stls.go
+	}
 	s.auth.userPending = false
 	if s.lst.TLS != TLSStartTLS || s.info.TLS != nil || s.auth.stlsDone {
 		return s.refuse(parser.Err("", "STLS not available"))

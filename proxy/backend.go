@@ -56,7 +56,7 @@ func (s *session) dial(ctx context.Context, b *Backend) (*backendConn, error) {
 		h(b.Name, time.Since(start), err)
 	}
 	if err != nil {
-		return nil, errBackend(fmt.Errorf("backend %q (%s): %w", b.Name, b.Address, err))
+		return nil, errBackend(fmt.Errorf("backend %q (%s): %w", b.Name, s.backendAddress(b), err))
 	}
 	return bc, nil
 }
@@ -73,7 +73,18 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(dctx, "tcp", b.Address)
+	addr := b.Address
+	if b.OriginalDestination { // intercept.go
+		dst := addrPort(s.info.OriginalDest)
+		if !dst.IsValid() {
+			return nil, errNoOriginalDest
+		}
+		addr = dst.String()
+		if b.SpoofSource {
+			d = spoofDialer(addrPort(s.info.ClientAddr))
+		}
+	}
+	conn, err := d.DialContext(dctx, "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
@@ -98,8 +109,9 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 			return nil, fmt.Errorf("PROXY header: %w", err)
 		}
 	}
-	if b.TLS == TLSImplicit {
-		tc := tls.Client(conn, b.TLSConfig)
+	mode := s.backendTLSMode(b) // intercept_stls.go
+	if mode == TLSImplicit {
+		tc := tls.Client(conn, s.backendTLSConfig(b))
 		if err := tc.HandshakeContext(dctx); err != nil {
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
@@ -117,7 +129,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	}
 	bc.greeting = g
 	bc.timestamp = timestampRE.FindString(g.Text)
-	if b.TLS == TLSStartTLS {
+	if mode == TLSStartTLS {
 		resp, err := bc.cmd(parser.NewCommand("STLS"))
 		if err != nil {
 			return nil, fmt.Errorf("STLS: %w", err)
@@ -128,7 +140,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 		if bc.r.Buffered() > 0 {
 			return nil, errors.New("backend sent data after accepting STLS")
 		}
-		tc := tls.Client(conn, b.TLSConfig)
+		tc := tls.Client(conn, s.backendTLSConfig(b))
 		if err := tc.HandshakeContext(dctx); err != nil {
 			return nil, fmt.Errorf("STLS handshake: %w", err)
 		}
@@ -152,6 +164,15 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	bc.stop = stop
 	ok = true
 	return bc, nil
+}
+
+// backendAddress is where backend b connects for this session: its
+// Address, or the client's original destination.
+func (s *session) backendAddress(b *Backend) string {
+	if b.OriginalDestination && s.info.OriginalDest != nil {
+		return s.info.OriginalDest.String()
+	}
+	return b.Address
 }
 
 func newBackendConn(name string, conn net.Conn, readTimeout time.Duration) *backendConn {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"net"
 	"net/netip"
 	"time"
 
@@ -54,6 +55,33 @@ const (
 	ForwardProxyV2             // PROXY protocol v2 header
 )
 
+// InterceptMode says whether a listener takes connections the firewall
+// redirected to it, and how it learns where they were going (intercept.go).
+type InterceptMode int
+
+// The interception modes of listeners.
+const (
+	InterceptNone     InterceptMode = iota // an ordinary listener
+	InterceptRedirect                      // nat redirect/DNAT: getsockopt(SO_ORIGINAL_DST)
+	InterceptTProxy                        // TPROXY: IP_TRANSPARENT listener; the local address
+)
+
+// InterceptSTLSMode is what an intercept listener does when the client
+// sends STLS (engineer B's intercept_stls.go implements it).
+type InterceptSTLSMode int
+
+// The STLS modes of intercept listeners.
+const (
+	// InterceptSTLSTunnel relays STLS to the server and then the bytes,
+	// untouched: the session goes opaque to every filter.
+	InterceptSTLSTunnel InterceptSTLSMode = iota
+	// InterceptSTLSInspect terminates STLS with a certificate minted for
+	// the destination by Listener.InterceptCA, and speaks STLS to the server.
+	InterceptSTLSInspect
+	// InterceptSTLSRefuse hides STLS from the client: a downgrade, opt-in.
+	InterceptSTLSRefuse
+)
+
 // Backend is one backend POP3 server.
 type Backend struct {
 	Name    string
@@ -69,6 +97,20 @@ type Backend struct {
 	// as the master user on behalf of the client's login (authzid).
 	MasterUser     string
 	MasterPassword string
+	// OriginalDestination makes the backend the server the client meant
+	// to reach: the session's filters.Session.OriginalDest, checked
+	// against Allowed and Denied (destination.go); Address is unused.
+	OriginalDestination bool
+	// Allowed lists the destinations an OriginalDestination backend may
+	// connect to; empty allows none.
+	Allowed []DestinationRule
+	// Denied lists destinations refused even when allowed. popgate's own
+	// listening addresses and the host's own addresses are always denied
+	// too (destination.go).
+	Denied []DestinationRule
+	// SpoofSource connects to an OriginalDestination backend from the
+	// client's own address (IP_TRANSPARENT); TPROXY listeners only.
+	SpoofSource bool
 }
 
 // Limits bound what one session, or all of them, may use.
@@ -131,8 +173,19 @@ type Listener struct {
 	// Filters is the chain for this listener's sessions, outermost first.
 	Filters []filters.Filter
 	Limits  Limits
+	// Intercept makes the listener take firewall-redirected connections
+	// and record where each was going (intercept.go).
+	Intercept InterceptMode
+	// InterceptSTLS is what an intercept listener does with STLS.
+	InterceptSTLS InterceptSTLSMode
+	// InterceptCA is the organisation's CA that mints per-destination
+	// certificates for InterceptSTLSInspect; nil otherwise.
+	InterceptCA *tls.Certificate
 
 	ch *filters.Chain // Filters as a chain, built once when the server takes the Config
+	// originalDest, when set, replaces the kernel's answer to where an
+	// intercepted connection was going: a hook for tests.
+	originalDest func(net.Conn) (netip.AddrPort, error)
 }
 
 // chain returns the listener's filter chain.

@@ -165,8 +165,11 @@ func (s *session) filterCapa(body io.Reader) (*bytes.Reader, error) {
 	}
 	auth := s.info.State() == filters.Authorization
 	var out bytes.Buffer
+	serverSTLS := false
 	for _, line := range lines {
 		switch parser.CapaTag(line) {
+		case "STLS":
+			serverSTLS = true
 		case "TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING", "EXPIRE", "LOGIN-DELAY":
 			out.WriteString(line + "\r\n")
 		case "USER", "SASL":
@@ -175,7 +178,7 @@ func (s *session) filterCapa(body io.Reader) (*bytes.Reader, error) {
 			}
 		}
 	}
-	if auth && s.lst.TLS == TLSStartTLS && s.info.TLS == nil {
+	if auth && s.capaSTLS(serverSTLS) { // intercept_stls.go
 		out.WriteString("STLS\r\n")
 	}
 	return bytes.NewReader(out.Bytes()), nil

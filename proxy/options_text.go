@@ -33,10 +33,12 @@ const DefaultConnectTimeout = 10 * time.Second
 // The text forms of the option enums, indexed by value: the words of the
 // configuration file (docs/CONFIG.md).
 var (
-	tlsModeNames     = []string{TLSNone: "none", TLSStartTLS: "starttls", TLSImplicit: "implicit"}
-	connectModeNames = []string{ConnectOnAccept: "on-accept", ConnectAfterAuth: "after-auth"}
-	loginMethodNames = []string{LoginUser: "user", LoginAPOP: "apop", LoginSASLPlain: "sasl-plain"}
-	forwardModeNames = []string{ForwardNone: "none", ForwardXCLIENT: "xclient", ForwardProxyV1: "proxy-v1", ForwardProxyV2: "proxy-v2"}
+	tlsModeNames       = []string{TLSNone: "none", TLSStartTLS: "starttls", TLSImplicit: "implicit"}
+	connectModeNames   = []string{ConnectOnAccept: "on-accept", ConnectAfterAuth: "after-auth"}
+	loginMethodNames   = []string{LoginUser: "user", LoginAPOP: "apop", LoginSASLPlain: "sasl-plain"}
+	forwardModeNames   = []string{ForwardNone: "none", ForwardXCLIENT: "xclient", ForwardProxyV1: "proxy-v1", ForwardProxyV2: "proxy-v2"}
+	interceptNames     = []string{InterceptNone: "none", InterceptRedirect: "redirect", InterceptTProxy: "tproxy"}
+	interceptSTLSNames = []string{InterceptSTLSTunnel: "tunnel", InterceptSTLSInspect: "inspect", InterceptSTLSRefuse: "refuse"}
 )
 
 // String returns "none", "starttls" or "implicit".
@@ -94,6 +96,38 @@ func (m ForwardMode) MarshalText() ([]byte, error) {
 // or "proxy-v2".
 func (m *ForwardMode) UnmarshalText(text []byte) error {
 	return enumUnmarshal(forwardModeNames, text, m, "forward mode")
+}
+
+// String returns "none", "redirect" or "tproxy".
+func (m InterceptMode) String() string { return enumString(interceptNames, m, "InterceptMode") }
+
+// MarshalText returns the text form of m (String); an unknown mode is an
+// error.
+func (m InterceptMode) MarshalText() ([]byte, error) {
+	return enumMarshal(interceptNames, m, "intercept mode")
+}
+
+// UnmarshalText sets m from its text form: "none", "redirect" or
+// "tproxy".
+func (m *InterceptMode) UnmarshalText(text []byte) error {
+	return enumUnmarshal(interceptNames, text, m, "intercept mode")
+}
+
+// String returns "tunnel", "inspect" or "refuse".
+func (m InterceptSTLSMode) String() string {
+	return enumString(interceptSTLSNames, m, "InterceptSTLSMode")
+}
+
+// MarshalText returns the text form of m (String); an unknown mode is an
+// error.
+func (m InterceptSTLSMode) MarshalText() ([]byte, error) {
+	return enumMarshal(interceptSTLSNames, m, "intercept STLS mode")
+}
+
+// UnmarshalText sets m from its text form: "tunnel", "inspect" or
+// "refuse".
+func (m *InterceptSTLSMode) UnmarshalText(text []byte) error {
+	return enumUnmarshal(interceptSTLSNames, text, m, "intercept STLS mode")
 }
 
 // enumString returns the name of v, or "Type(N)" when it has none.

@@ -34,13 +34,15 @@ type Server struct {
 	idPrefix  string
 	throttle  *throttle
 	blocks    blockList // block.go
+	hosts     hostAddrs // the host's addresses, for intercept deny-lists (destination.go)
 }
 
 type boundListener struct {
-	name string
-	addr string
-	ln   net.Listener
-	done chan struct{}
+	name      string
+	addr      string
+	intercept InterceptMode // a change of mode rebinds (IP_TRANSPARENT is set at bind)
+	ln        net.Listener
+	done      chan struct{}
 }
 
 // New returns a Server that logs to logger.
@@ -106,7 +108,7 @@ func (s *Server) Reload(cfg *Config) error {
 	// Bind the new ones first so a failure changes nothing.
 	var added []*boundListener
 	for _, l := range cfg.Listeners {
-		if old, ok := s.listeners[l.Name]; ok && old.addr == l.Address {
+		if old, ok := s.listeners[l.Name]; ok && old.addr == l.Address && old.intercept == l.Intercept {
 			continue
 		}
 		bl, err := s.bind(l)
@@ -139,11 +141,11 @@ func (s *Server) Reload(cfg *Config) error {
 }
 
 func (s *Server) bind(l Listener) (*boundListener, error) {
-	ln, err := net.Listen("tcp", l.Address)
+	ln, err := listen(l) // intercept.go
 	if err != nil {
-		return nil, fmt.Errorf("proxy: listener %q: %w", l.Name, err)
+		return nil, err
 	}
-	return &boundListener{name: l.Name, addr: l.Address, ln: ln, done: make(chan struct{})}, nil
+	return &boundListener{name: l.Name, addr: l.Address, intercept: l.Intercept, ln: ln, done: make(chan struct{})}, nil
 }
 
 // serve starts the accept loop of bl; s.mu is held.
@@ -346,7 +348,10 @@ func checkConfig(cfg *Config) error {
 		if _, ok := cfg.Backends[l.Backend]; !ok {
 			return fmt.Errorf("proxy: listener %q: unknown backend %q", l.Name, l.Backend)
 		}
-		if l.TLS != TLSNone && cfg.ServerTLS == nil && l.TLSConfig == nil {
+		if err := checkInterceptTLS(l); err != nil { // intercept_stls.go
+			return err
+		}
+		if l.TLS != TLSNone && cfg.ServerTLS == nil && l.TLSConfig == nil && !(l.Intercept != InterceptNone && l.InterceptSTLS == InterceptSTLSInspect) {
 			return fmt.Errorf("proxy: listener %q needs TLS but no server TLS configuration is set", l.Name)
 		}
 	}

@@ -223,6 +223,9 @@ func (s *session) accept() bool {
 		}
 		return false
 	}
+	if !s.interceptDest() { // intercept.go
+		return false
+	}
 	key := ipKey{listener: s.lst.Name, net: s.clientNet()}
 	if !s.srv.acquireIP(key, s.limits.MaxSessionsPerIP) {
 		s.setReason("max-sessions-per-ip")
@@ -260,10 +263,7 @@ func (s *session) handshake(c net.Conn) (net.Conn, error) {
 	if timeout <= 0 {
 		timeout = DefaultLimits.HandshakeTimeout
 	}
-	conf := s.lst.TLSConfig
-	if conf == nil {
-		conf = s.cfg.ServerTLS
-	}
+	conf := s.serverTLSConfig() // intercept_stls.go
 	tc := tls.Server(c, conf)
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()

@@ -37,6 +37,9 @@ func (h *header) appendJSON(b []byte) []byte {
 	b = appendStr(b, "event", h.Event)
 	b = appendStr(b, "session", h.Session)
 	b = appendStr(b, "client", h.Client)
+	if h.OriginalDst != "" {
+		b = appendStr(b, "original_dst", h.OriginalDst)
+	}
 	return appendStr(b, "listener", h.Listener)
 }
 

@@ -35,11 +35,12 @@ const (
 // that order, exactly as encoding/json would (encode_test.go checks it).
 // Time is in UTC, so that it is written with a "Z".
 type header struct {
-	Time     time.Time `json:"time"`
-	Event    string    `json:"event"`
-	Session  string    `json:"session"`
-	Client   string    `json:"client"`
-	Listener string    `json:"listener"`
+	Time        time.Time `json:"time"`
+	Event       string    `json:"event"`
+	Session     string    `json:"session"`
+	Client      string    `json:"client"`
+	OriginalDst string    `json:"original_dst,omitempty"` // where an intercepted client meant to go (filters.Session.OriginalDest)
+	Listener    string    `json:"listener"`
 }
 
 func newHeader(event string, s *filters.Session, now time.Time) header {
@@ -47,6 +48,7 @@ func newHeader(event string, s *filters.Session, now time.Time) header {
 	if s != nil {
 		h.Session = s.ID
 		h.Client = addrString(s.ClientAddr)
+		h.OriginalDst = addrString(s.OriginalDest)
 		h.Listener = s.Listener
 	}
 	return h

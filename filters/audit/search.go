@@ -419,7 +419,8 @@ func joinUser(client, backend string) string {
 func knownEvent(e string) bool {
 	switch e {
 	case EventSessionStart, EventSessionEnd, EventTLS, EventAuth, EventCommand,
-		EventRetrieve, EventDelete, EventCommit, EventScan, EventChainBreak:
+		EventRetrieve, EventDelete, EventCommit, EventScan, EventChainBreak,
+		EventOpaque:
 		return true
 	}
 	return false

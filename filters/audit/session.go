@@ -47,6 +47,7 @@ type inflight struct {
 type session struct {
 	// The header fields, set when the state is made and never changed.
 	id, client, listener string
+	originalDst          string // filters.Session.OriginalDest, "" when not intercepting
 
 	mu       sync.Mutex
 	seq      int64 // exchanges seen so far
@@ -73,6 +74,7 @@ func newSession(s *filters.Session) *session {
 	st := &session{uids: make(map[int]string)}
 	if s != nil {
 		st.id, st.client, st.listener = s.ID, addrString(s.ClientAddr), s.Listener
+		st.originalDst = addrString(s.OriginalDest)
 	}
 	return st
 }
@@ -104,7 +106,7 @@ func (f *Filter) state(s *filters.Session) *session {
 
 // header returns the start of a record of the session.
 func (st *session) header(event string, now time.Time) header {
-	return header{Time: now.UTC(), Event: event, Session: st.id, Client: st.client, Listener: st.listener}
+	return header{Time: now.UTC(), Event: event, Session: st.id, Client: st.client, OriginalDst: st.originalDst, Listener: st.listener}
 }
 
 // begin numbers the exchange e, queues it until its Finish when queue is
