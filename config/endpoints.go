@@ -24,13 +24,7 @@ func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []Lis
 	for i := range raws {
 		r := &raws[i]
 		body := r.Body
-		if first, dup := seen[r.Name]; dup {
-			b.errorf(r.LabelRange, "Duplicate listener", "A listener named %q is already defined at %s.", r.Name, first)
-		}
-		seen[r.Name] = r.LabelRange
-		if r.Name == "" {
-			b.errorf(r.LabelRange, "Invalid listener name", "A listener's name must not be empty.")
-		}
+		b.blockName("listener", r.Name, r.LabelRange, seen)
 		var l Listener
 		l.Name, l.Address = r.Name, r.Address
 		b.address(body, "address", r.Address, true, true)
@@ -117,6 +111,19 @@ func (b *builder) listenerFilters(r *rawListener, cfg *Config) []string {
 	return names
 }
 
+// blockName checks the name of a labelled block of kind ("listener",
+// "backend"): not empty, and not used by an earlier block of that kind,
+// which seen records.
+func (b *builder) blockName(kind, name string, rng hcl.Range, seen map[string]hcl.Range) {
+	if first, dup := seen[name]; dup {
+		b.errorf(rng, "Duplicate "+kind, "A %s named %q is already defined at %s.", kind, name, first)
+	}
+	seen[name] = rng
+	if name == "" {
+		b.errorf(rng, "Invalid "+kind+" name", "A %s's name must not be empty.", kind)
+	}
+}
+
 // backends converts the backend blocks.
 func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 	if len(raws) == 0 {
@@ -128,13 +135,7 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 	for i := range raws {
 		r := &raws[i]
 		body := r.Body
-		if first, dup := seen[r.Name]; dup {
-			b.errorf(r.LabelRange, "Duplicate backend", "A backend named %q is already defined at %s.", r.Name, first)
-		}
-		seen[r.Name] = r.LabelRange
-		if r.Name == "" {
-			b.errorf(r.LabelRange, "Invalid backend name", "A backend's name must not be empty.")
-		}
+		b.blockName("backend", r.Name, r.LabelRange, seen)
 		be := Backend{CAFile: r.CAFile, ServerName: r.ServerName}
 		be.Name, be.Address = r.Name, r.Address
 		host := ""
