@@ -24,6 +24,43 @@ type healthReport struct {
 	Status   string                   `json:"status"`
 	Sessions int                      `json:"sessions"`
 	Backends map[string]backendStatus `json:"backends"`
+	// Parts holds the detail of every part registered with SetHealthPart,
+	// by name.
+	Parts map[string]any `json:"parts,omitempty"`
+	// Degraded names the parts that are not OK ("backends" included),
+	// sorted; empty when Status is "ok".
+	Degraded []string `json:"degraded,omitempty"`
+}
+
+// HealthPart is the state of one named part of the instance on /healthz:
+// a pool of backend servers, the cluster store.
+type HealthPart struct {
+	// OK false makes the instance degraded and names the part in the
+	// report's "degraded" list.
+	OK bool
+	// Detail is encoded as JSON under the part's name in "parts".
+	Detail any
+}
+
+// HealthFunc reports one part's state. It runs on every /healthz and
+// /status request, so it must answer from state it already has, without
+// waiting on the network.
+type HealthFunc func() HealthPart
+
+// SetHealthPart registers the named part of /healthz, replacing any part
+// of that name; a nil f removes it. The caller that wires the part (main)
+// owns its registration.
+func (s *Server) SetHealthPart(name string, f HealthFunc) {
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f == nil {
+		delete(s.parts, name)
+		return
+	}
+	s.parts[name] = f
 }
 
 // backendStatus is one backend's entry in a healthReport.
@@ -55,6 +92,10 @@ func (s *Server) checkHealth() (map[string]string, healthReport) {
 		health[k] = v
 	}
 	srv := s.proxy
+	parts := make(map[string]HealthFunc, len(s.parts))
+	for k, f := range s.parts {
+		parts[k] = f
+	}
 	s.mu.Unlock()
 
 	rep := healthReport{Status: "ok", Backends: map[string]backendStatus{}}
@@ -93,8 +134,23 @@ func (s *Server) checkHealth() (map[string]string, healthReport) {
 	wg.Wait()
 	for _, st := range rep.Backends {
 		if !st.Reachable {
-			rep.Status = "degraded"
+			rep.Degraded = append(rep.Degraded, "backends")
+			break
 		}
+	}
+	if len(parts) > 0 {
+		rep.Parts = make(map[string]any, len(parts))
+	}
+	for name, f := range parts {
+		p := f()
+		rep.Parts[name] = p.Detail
+		if !p.OK {
+			rep.Degraded = append(rep.Degraded, name)
+		}
+	}
+	sort.Strings(rep.Degraded)
+	if len(rep.Degraded) > 0 {
+		rep.Status = "degraded"
 	}
 	return backends, rep
 }

@@ -43,6 +43,7 @@ type Server struct {
 	mu       sync.Mutex
 	backends map[string]string // name -> address, of the running configuration
 	health   map[string]backendHealth
+	parts    map[string]HealthFunc // SetHealthPart
 	proxy    *proxy.Server
 
 	status statusState // the /status page (status.go)
@@ -68,6 +69,7 @@ func New(logger hclog.Logger) *Server {
 		reg:      prometheus.NewRegistry(),
 		backends: map[string]string{},
 		health:   map[string]backendHealth{},
+		parts:    map[string]HealthFunc{},
 		status:   statusState{window: newActivityWindow(nil)},
 		sessionsOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "popgate_sessions_open",
 			Help: "Client sessions open now."}, []string{"listener", "tls"}),
