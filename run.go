@@ -95,6 +95,7 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 		return err
 	}
 	a.commit(gen)
+	a.metrics.SetReadiness(metrics.Ready)
 	notifySystemd("READY=1")
 	logger.Info("popgate started", "version", buildVersion(), "listeners", len(cfg.Listeners))
 
@@ -110,8 +111,11 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 		}
 		break
 	}
+	// The drain starts: /readyz answers 503 before the listeners close, so
+	// a load balancer stops sending sessions here while open ones finish.
+	a.metrics.SetReadiness(metrics.Draining)
 	notifySystemd("STOPPING=1")
-	logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+	logger.Info("shutting down: draining; listeners closed, open sessions may finish", "timeout", a.cfg.ShutdownTimeout, "sessions", a.srv.Sessions())
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := a.srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
