@@ -293,6 +293,13 @@ func (a *app) buildFilters(cfg *config.Config) (map[string]*filterInstance, erro
 		return nil, err
 	}
 	for _, fc := range cfg.Filters {
+		if s, ok := fc.Settings.(*audit.Config); ok {
+			// The instance is part of the block's settings, so that a
+			// changed instance name makes a new filter on reload.
+			c := *s
+			c.Instance = auditInstance(cfg)
+			fc.Settings = &c
+		}
 		if old, ok := a.filters[fc.Name]; ok && reflect.DeepEqual(old.conf, fc) {
 			insts[fc.Name] = old
 			continue
@@ -331,6 +338,15 @@ func (a *app) newFilter(fc config.Filter) (filters.Filter, error) {
 		return nonNil(clamav.New(c, log))
 	}
 	return nil, fmt.Errorf("unknown filter type %q", fc.Type)
+}
+
+// auditInstance returns the instance name every audit record of cfg
+// carries: the cluster block's instance (which defaults to the hostname),
+// or "" without a cluster block, when records name no instance.
+func auditInstance(cfg *config.Config) string {
+	// MERGE(cluster): connect the cluster block here, e.g.
+	// `if cfg.Cluster != nil { return cfg.Cluster.Instance }`.
+	return ""
 }
 
 // nonNil returns f as a filters.Filter, or a nil interface with the error
