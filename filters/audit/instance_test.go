@@ -105,3 +105,49 @@ func TestSecondInstanceOnOneFileRefused(t *testing.T) {
 		t.Errorf("first instance's chain after the refusal: %v, %+v", err, rep)
 	}
 }
+
+// TestSearchKeepsInstancesApart: two instances' trails use the same
+// session id; a search by user finds only the records of the instance
+// whose session logged that user in, the header's fast path reads the
+// instance, and records without one still parse.
+func TestSearchKeepsInstancesApart(t *testing.T) {
+	trail := func(instance string, whole bool, user string) []byte {
+		tw := newSearchTrail(t)
+		hdr := func(event string) header {
+			h := tw.hdr(event, "s1", "192.0.2.9:4000")
+			h.Instance = instance
+			return h
+		}
+		tw.put(&sessionStartRecord{header: hdr(EventSessionStart)})
+		tw.put(&authRecord{header: hdr(EventAuth), ClientUser: user, BackendUser: user, Result: "ok"})
+		if whole {
+			tw.put(&commandRecord{header: hdr(EventCommand), Seq: 1, Verb: "STAT", Status: "+OK"})
+			tw.put(&sessionEndRecord{header: hdr(EventSessionEnd), Reason: "quit"})
+		}
+		return tw.buf.Bytes()
+	}
+	pg1 := trail("pg1", false, "alice") // still open when the file ends
+	pg2 := trail("pg2", true, "bob")
+	ms, _ := searchAll(t, Query{Users: []string{"alice"}}, pg1, pg2)
+	if len(ms) != 2 {
+		t.Fatalf("alice: %d matches, want her 2 records in pg1's trail: %+v", len(ms), ms)
+	}
+	for _, m := range ms {
+		if m.Instance != "pg1" || m.File != "f0" {
+			t.Errorf("alice matched a record of %q in %s", m.Instance, m.File)
+		}
+	}
+	ms, _ = searchAll(t, Query{Users: []string{"bob"}}, pg1, pg2)
+	if len(ms) != 4 || ms[0].Instance != "pg2" || ms[0].Session != "s1" || ms[0].Listener != "pop3" {
+		t.Errorf("bob: %d matches, want 4 of pg2: %+v", len(ms), ms)
+	}
+	var m Match
+	if !parseHeader(pg2[:bytes.IndexByte(pg2, '\n')], &m) || m.Instance != "pg2" || m.Client != "192.0.2.9:4000" {
+		t.Errorf("parseHeader of a record with an instance: %+v", m)
+	}
+	tw := newSearchTrail(t)
+	tw.put(&sessionStartRecord{header: tw.hdr(EventSessionStart, "s2", "192.0.2.9:4001")})
+	if m := (Match{}); !parseHeader(bytes.TrimSuffix(tw.buf.Bytes(), []byte("\n")), &m) || m.Instance != "" || m.Session != "s2" {
+		t.Errorf("parseHeader of a record without an instance: %+v", m)
+	}
+}
