@@ -130,7 +130,7 @@ func TestSearchKeepsInstancesApart(t *testing.T) {
 	pg2 := trail("pg2", true, "bob")
 	ms, _ := searchAll(t, Query{Users: []string{"alice"}}, pg1, pg2)
 	if len(ms) != 2 {
-		t.Fatalf("alice: %d matches, want her 2 records in pg1's trail: %+v", len(ms), ms)
+		t.Fatalf("alice: %d matches, want her 2 records in the trail of pg1:\n%s", len(ms), searchSummary(ms))
 	}
 	for _, m := range ms {
 		if m.Instance != "pg1" || m.File != "f0" {
@@ -139,7 +139,7 @@ func TestSearchKeepsInstancesApart(t *testing.T) {
 	}
 	ms, _ = searchAll(t, Query{Users: []string{"bob"}}, pg1, pg2)
 	if len(ms) != 4 || ms[0].Instance != "pg2" || ms[0].Session != "s1" || ms[0].Listener != "pop3" {
-		t.Errorf("bob: %d matches, want 4 of pg2: %+v", len(ms), ms)
+		t.Errorf("bob: %d matches, want 4 of pg2:\n%s", len(ms), searchSummary(ms))
 	}
 	var m Match
 	if !parseHeader(pg2[:bytes.IndexByte(pg2, '\n')], &m) || m.Instance != "pg2" || m.Client != "192.0.2.9:4000" {
