@@ -89,6 +89,16 @@ func TestFleetDrainBehindHAProxy(t *testing.T) {
 			t.Fatalf("%s /readyz after start: %+v, want 200 ready", in.Name, r)
 		}
 	}
+	// A third instance configured with pg-a's trail is refused: one chain,
+	// one writer.
+	third := fleetInstance{Name: "pg-c", POP3: freePort(t), POP3S: freePort(t), Metrics: freePort(t)}
+	p3, err := tryStartPopgate(t, fleetPopgateConfig(t, third, trails["pg-a"], ""), third.POP3)
+	if err == nil {
+		t.Fatal("a third instance on pg-a's audit trail started")
+	}
+	if exit := p3.WaitExit(t, 10*time.Second); exit == nil || !strings.Contains(p3.Logs(), "every instance needs an audit file of its own") {
+		t.Errorf("a third instance on pg-a's trail: exit %v, want a failure naming the remedy:\n%s", exit, p3.Logs())
+	}
 	if !clustered {
 		t.Log("this build has no cluster block: instances run without Redis, and audit records name no instance")
 	}
