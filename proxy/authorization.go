@@ -106,6 +106,11 @@ func (s *session) login(ctx context.Context) parser.Response {
 	}
 	if err != nil {
 		bc.close()
+		if bc.server != nil {
+			// Counted against the server, but never retried: the
+			// credentials may have reached it (pool_dial.go).
+			bc.server.failed(err, "login")
+		}
 		s.log.Warn("backend login conversation failed", "backend", name, "error", err)
 		return parser.Err(parser.CodeSysTemp, "backend unavailable, try again later")
 	}
