@@ -84,6 +84,7 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 	a.metrics.SetStatus(a.statusConfig(cfg))
 	a.srv = proxy.New(logger)
 	a.metrics.SetProxy(a.srv)
+	a.watchPools() // run_pools.go
 	stopAdmin, err := a.startAdmin(cfg)
 	if err != nil {
 		a.refs.release(gen)
@@ -365,14 +366,31 @@ func proxyBackend(b *config.Backend) (*proxy.Backend, error) {
 		}
 		pb.TLSConfig = c
 	}
+	// Each server of a pool is verified against its own host name,
+	// unless server_name names one for them all.
+	if pb.TLS != proxy.TLSNone && len(pb.Servers) > 0 && b.ServerName == "" {
+		pb.ServerTLS = make(map[string]*tls.Config, len(pb.Servers))
+		for _, addr := range pb.Servers {
+			host, _, _ := net.SplitHostPort(addr)
+			c, err := tlsconf.ClientConfig(host, b.CAFile, b.InsecureSkipVerify, tls.VersionTLS12)
+			if err != nil {
+				return nil, fmt.Errorf("backend %q: server %s: %w", b.Name, addr, err)
+			}
+			pb.ServerTLS[addr] = c
+		}
+	}
 	return &pb, nil
 }
 
 // backendAddresses maps each backend of cfg to its address, for the
-// metrics' health report.
+// metrics' health report. Pools (servers) are left out: the "pools" part
+// of /healthz reports their servers (run_pools.go).
 func backendAddresses(cfg *config.Config) map[string]string {
 	m := make(map[string]string, len(cfg.Backends))
 	for _, b := range cfg.Backends {
+		if len(b.Servers) > 0 {
+			continue
+		}
 		m[b.Name] = b.Address
 		if b.OriginalDestination {
 			m[b.Name] = "original destination"

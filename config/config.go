@@ -114,7 +114,8 @@ type Backend struct {
 	// system roots.
 	CAFile string
 	// ServerName is verified in the backend's certificate; default the
-	// host part of Address.
+	// host part of Address. It stays "" for a pool (servers) without
+	// server_name: each server is then verified against its own host.
 	ServerName         string
 	InsecureSkipVerify bool
 }

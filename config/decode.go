@@ -95,6 +95,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	b.uniqueAddresses(raw)
 	b.masterVerifiers(raw, cfg)
 	b.interceptUses(raw, cfg) // intercept.go
+	b.poolUses(raw, cfg)      // pools.go
 	b.unused(raw, cfg)
 	return cfg
 }

@@ -139,12 +139,12 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		be := Backend{CAFile: r.CAFile, ServerName: r.ServerName}
 		be.Name, be.Address = r.Name, r.Address
 		host := ""
-		if !b.interceptBackend(r, &be) && b.address(body, "address", r.Address, false, false) { // intercept.go
-			host, _, _ = net.SplitHostPort(r.Address)
+		if !b.interceptBackend(r, &be) { // intercept.go
+			host = b.pool(r, &be) // pools.go
 		}
 		be.TLS = enum(&b.checker, body, "tls", r.TLS, proxy.TLSNone, proxy.TLSNone, proxy.TLSStartTLS, proxy.TLSImplicit)
 		be.InsecureSkipVerify = or(r.InsecureSkipVerify, false)
-		if be.ServerName == "" {
+		if be.ServerName == "" && len(be.Servers) == 0 {
 			be.ServerName = host
 		} else if !validHost(be.ServerName) {
 			b.errorf(attrRange(body, "server_name"), "Invalid server_name", "%q is neither a host name nor an IP address.", be.ServerName)

@@ -84,7 +84,13 @@ type rawListener struct {
 // rawBackend is a backend block.
 type rawBackend struct {
 	Name               string  `hcl:"name,label"`
-	Address            string  `hcl:"address,optional"` // required unless original_destination
+	Address            string  `hcl:"address,optional"` // required unless original_destination or servers
+	// Pools (pools.go).
+	Servers             []string `hcl:"servers,optional"`
+	Balance             *string  `hcl:"balance,optional"`
+	HealthCheckInterval *string  `hcl:"health_check_interval,optional"`
+	FailThreshold       *int     `hcl:"fail_threshold,optional"`
+	DownBackoff         *string  `hcl:"down_backoff,optional"`
 	TLS                *string `hcl:"tls,optional"`
 	CAFile             string  `hcl:"ca_file,optional"`
 	ServerName         string  `hcl:"server_name,optional"`

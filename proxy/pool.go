@@ -233,7 +233,10 @@ func (s *session) balanceFor(b *Backend) (Balance, string) {
 // from popgate's own observations, never from a client.
 type ServerStatus struct {
 	Backend string `json:"-"`
-	Server  string `json:"server"` // host:port as configured
+	// Pool is true for a backend configured with servers, false for a
+	// single address (a pool of one).
+	Pool   bool   `json:"-"`
+	Server string `json:"server"` // host:port as configured
 	Up      bool   `json:"up"`
 	// Failures counts every failed connection attempt and check since the
 	// server entered the configuration.

@@ -59,6 +59,7 @@ type serverState struct {
 	probing   bool      // a session is trying it after its backoff
 	failures  uint64    // all failures while configured
 	lastErr   string
+	pooled    bool           // the backend has servers, not one address
 	checker   *healthChecker // nil without active checks
 	retired   bool
 	now       func() time.Time
@@ -75,6 +76,7 @@ func (st *serverState) configure(b *Backend) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	opts := b.Health.withDefaults()
+	st.pooled = len(b.Servers) > 0
 	if st.checker != nil && (opts.Interval != st.opts.Interval || st.checker.backend.Load() == nil) {
 		st.checker.stop()
 		st.checker = nil
@@ -163,7 +165,7 @@ func (st *serverState) failed(err error, via string) {
 func (st *serverState) status() ServerStatus {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return ServerStatus{Backend: st.backend, Server: st.addr, Up: st.up, Failures: st.failures,
+	return ServerStatus{Backend: st.backend, Pool: st.pooled, Server: st.addr, Up: st.up, Failures: st.failures,
 		Sessions: st.open.Load(), LastError: st.lastErr}
 }
 
