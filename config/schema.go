@@ -83,24 +83,24 @@ type rawListener struct {
 
 // rawBackend is a backend block.
 type rawBackend struct {
-	Name               string  `hcl:"name,label"`
-	Address            string  `hcl:"address,optional"` // required unless original_destination or servers
+	Name    string `hcl:"name,label"`
+	Address string `hcl:"address,optional"` // required unless original_destination or servers
 	// Pools (pools.go).
 	Servers             []string `hcl:"servers,optional"`
 	Balance             *string  `hcl:"balance,optional"`
 	HealthCheckInterval *string  `hcl:"health_check_interval,optional"`
 	FailThreshold       *int     `hcl:"fail_threshold,optional"`
 	DownBackoff         *string  `hcl:"down_backoff,optional"`
-	TLS                *string `hcl:"tls,optional"`
-	CAFile             string  `hcl:"ca_file,optional"`
-	ServerName         string  `hcl:"server_name,optional"`
-	InsecureSkipVerify *bool   `hcl:"insecure_skip_verify,optional"`
-	Login              *string `hcl:"login,optional"`
-	ForwardClient      *string `hcl:"forward_client,optional"`
-	ConnectTimeout     *string `hcl:"connect_timeout,optional"`
-	ReadTimeout        *string `hcl:"read_timeout,optional"`
-	MasterUser         string  `hcl:"master_user,optional"`
-	MasterPassword     string  `hcl:"master_password,optional"`
+	TLS                 *string  `hcl:"tls,optional"`
+	CAFile              string   `hcl:"ca_file,optional"`
+	ServerName          string   `hcl:"server_name,optional"`
+	InsecureSkipVerify  *bool    `hcl:"insecure_skip_verify,optional"`
+	Login               *string  `hcl:"login,optional"`
+	ForwardClient       *string  `hcl:"forward_client,optional"`
+	ConnectTimeout      *string  `hcl:"connect_timeout,optional"`
+	ReadTimeout         *string  `hcl:"read_timeout,optional"`
+	MasterUser          string   `hcl:"master_user,optional"`
+	MasterPassword      string   `hcl:"master_password,optional"`
 	// Interception (intercept.go).
 	OriginalDestination *bool    `hcl:"original_destination,optional"`
 	AllowedDestinations []string `hcl:"allowed_destinations,optional"`

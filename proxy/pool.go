@@ -237,7 +237,7 @@ type ServerStatus struct {
 	// single address (a pool of one).
 	Pool   bool   `json:"-"`
 	Server string `json:"server"` // host:port as configured
-	Up      bool   `json:"up"`
+	Up     bool   `json:"up"`
 	// Failures counts every failed connection attempt and check since the
 	// server entered the configuration.
 	Failures uint64 `json:"failures"`
