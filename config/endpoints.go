@@ -146,7 +146,7 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		be.InsecureSkipVerify = or(r.InsecureSkipVerify, false)
 		if be.ServerName == "" && len(be.Servers) == 0 {
 			be.ServerName = host
-		} else if !validHost(be.ServerName) {
+		} else if has(body, "server_name") && !validHost(be.ServerName) {
 			b.errorf(attrRange(body, "server_name"), "Invalid server_name", "%q is neither a host name nor an IP address.", be.ServerName)
 		}
 		if r.CAFile != "" {
