@@ -443,3 +443,35 @@ func TestActiveCheck(t *testing.T) {
 	}()
 	waitPool(true)
 }
+
+// TestDialAddress: a pinned dial reaches the one address it is given, with
+// the backend's settings, and never fails over to the pool.
+func TestDialAddress(t *testing.T) {
+	good := newFakeBackend(t)
+	refused := refusedAddr(t)
+	srv, _ := startPool(t, []string{good.addr()}, nil)
+	cfg := srv.cfg.Load()
+	client, peer := net.Pipe()
+	defer client.Close()
+	defer peer.Close()
+	s := newSession(srv, cfg, &cfg.Listeners[0], peer, "pinned")
+	defer s.cancel()
+	b := cfg.Backends["b"]
+	if bc, err := s.dialAddress(s.ctx, b, refused); err == nil {
+		bc.close()
+		t.Fatal("a pinned dial to a dead address failed over")
+	} else if !strings.Contains(err.Error(), refused) {
+		t.Errorf("error %q does not name the address", err)
+	}
+	if n := good.connections(); n != 0 {
+		t.Errorf("the pool's server got %d connections from a pinned dial", n)
+	}
+	bc, err := s.dialAddress(s.ctx, b, good.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bc.close()
+	if bc.addr != good.addr() || bc.greeting.Text != "fake ready <1.2@fake>" || bc.server != nil {
+		t.Errorf("pinned connection: addr %s, greeting %q, pool server %v", bc.addr, bc.greeting.Text, bc.server)
+	}
+}
