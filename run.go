@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/popgate/popgate/authhttp"
 	"github.com/popgate/popgate/config"
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/filters/apop"
@@ -248,8 +249,14 @@ func (a *app) build(ctx context.Context, cfg *config.Config) (*generation, error
 		}
 		pcfg.Backends[pb.Name] = pb
 	}
+	services, err := authServices(cfg)
+	if err != nil {
+		a.refs.discard(gen)
+		return nil, err
+	}
 	for _, l := range cfg.Listeners {
 		pl := l.Listener
+		pl.Auth = services[l.AuthName]
 		if pl.TLS != proxy.TLSNone && l.TLSMinVersion > tls.VersionTLS12 {
 			c := a.tls.ServerConfig().Clone()
 			c.MinVersion = l.TLSMinVersion
@@ -351,6 +358,22 @@ func (a *app) tlsOptions(cfg *config.Config) tlsconf.Options {
 	opts := cfg.TLS
 	opts.Logger = a.logger.Named("tls")
 	return opts
+}
+
+// authServices returns a proxy.AuthService, with its own client, for every
+// auth_http block, by name. Each generation has its own clients: a reload
+// starts with fresh connections and an empty cache, and the replaced
+// clients' idle connections time out.
+func authServices(cfg *config.Config) (map[string]*proxy.AuthService, error) {
+	out := make(map[string]*proxy.AuthService, len(cfg.AuthHTTP))
+	for _, a := range cfg.AuthHTTP {
+		c, err := authhttp.New(a.Options)
+		if err != nil {
+			return nil, fmt.Errorf("auth_http %q: %w", a.Name, err)
+		}
+		out[a.Name] = &proxy.AuthService{Name: a.Name, Client: c, AllowedBackends: a.AllowedBackends, VerifiesPassword: a.VerifiesPassword}
+	}
+	return out, nil
 }
 
 // proxyBackend returns the proxy's Backend of b, with the TLS client

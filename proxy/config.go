@@ -194,6 +194,9 @@ type Listener struct {
 	// InterceptCA is the organisation's CA that mints per-destination
 	// certificates for InterceptSTLSInspect; nil otherwise.
 	InterceptCA *tls.Certificate
+	// Auth, when set on an after-auth listener, is asked about every
+	// login (authservice.go); nil means popgate's own routing only.
+	Auth *AuthService
 
 	ch *filters.Chain // Filters as a chain, built once when the server takes the Config
 	// originalDest, when set, replaces the kernel's answer to where an
