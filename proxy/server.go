@@ -35,6 +35,7 @@ type Server struct {
 	throttle  *throttle
 	blocks    blockList // block.go
 	hosts     hostAddrs // the host's addresses, for intercept deny-lists (destination.go)
+	pools     *poolSet  // every backend's servers and their health, across reloads (pool.go)
 }
 
 type boundListener struct {
@@ -59,6 +60,7 @@ func New(logger hclog.Logger) *Server {
 		perLst:    make(map[string]int),
 		idPrefix:  fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff),
 		throttle:  newThrottle(),
+		pools:     newPoolSet(logger),
 	}
 }
 
@@ -68,7 +70,6 @@ func (s *Server) Start(cfg *Config) error {
 	if err := checkConfig(cfg); err != nil {
 		return err
 	}
-	s.cfg.Store(cfg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var bound []*boundListener
@@ -82,6 +83,8 @@ func (s *Server) Start(cfg *Config) error {
 		}
 		bound = append(bound, bl)
 	}
+	s.cfg.Store(cfg)
+	s.pools.update(cfg)
 	for _, bl := range bound {
 		s.serve(bl)
 	}
@@ -120,6 +123,7 @@ func (s *Server) Reload(cfg *Config) error {
 		}
 		added = append(added, bl)
 	}
+	s.pools.update(cfg)
 	if old := s.cfg.Swap(cfg); old != cfg && s.perCfg[old] == 0 {
 		defer retire(old) // after s.mu is released
 	}
@@ -304,6 +308,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		bl.ln.Close()
 	}
 	s.mu.Unlock()
+	s.pools.close()
 	s.acceptWG.Wait()
 
 	done := make(chan struct{})
