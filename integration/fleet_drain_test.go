@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,5 +241,56 @@ func TestFleetDrainBehindHAProxy(t *testing.T) {
 	out, err = exec.Command(buildPopgate(t), "audit", "verify", trails[drained.Name], edited).CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), edited+": FAILED") {
 		t.Errorf("audit verify with one edited trail: %v, want exit 1 naming it\n%s", err, out)
+	}
+}
+
+// TestFleetDegradedInstanceStaysInRotation: an instance whose backend pool
+// has a server down is degraded on /healthz (503, "pools" named) but ready
+// on /readyz, so HAProxy keeps it UP and sessions through it go on: a
+// dependency's outage never takes an instance out of the load balancer.
+func TestFleetDegradedInstanceStaysInRotation(t *testing.T) {
+	const user = "load712"
+	seedUser(t, user)
+	in := fleetInstanceAt("pg-a", fleetPortBaseA)
+	dead := freePort(t) // nothing listens here
+	cfg := strings.Replace(fleetPopgateConfig(t, in, filepath.Join(t.TempDir(), "a.jsonl"), ""), opsBackendA(t),
+		fmt.Sprintf("backend \"main\" {\n  servers = [%q, %q]\n  balance = \"first\"\n  health_check_interval = \"1s\"\n  fail_threshold = 1\n}\n",
+			dead, envValue(t, "POP3_ADDR")), 1)
+	opsStart(t, cfg)
+	front := fmt.Sprintf("127.0.0.1:%d", fleetPOP3Port)
+	hap := startHAProxy(t, contribHAProxy(t, in), front)
+	hap.WaitServerStatus(t, "popgate_pop3", in.Name, "UP", haproxyUpWithin)
+
+	var health struct {
+		Status   string   `json:"status"`
+		Degraded []string `json:"degraded"`
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code := fleetGetJSON(t, "http://"+in.Metrics+"/healthz", &health)
+		if code == 503 && health.Status == "degraded" && slices.Contains(health.Degraded, "pools") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz never named the pool degraded: HTTP %d, %+v", code, health)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if r := readyz(t, in.Metrics); r.Code != 200 || r.Status != "ready" {
+		t.Errorf("/readyz of a degraded instance: %+v, want 200 ready", r)
+	}
+	// Three of HAProxy's check intervals (2 s) pass with the pool
+	// degraded; the instance stays UP (no event to wait for: a bounded
+	// observation) and serves sessions meanwhile.
+	checks0, _ := strconv.Atoi(hap.Stat(t, "popgate_pop3", in.Name, "chkfail"))
+	for end := time.Now().Add(6 * time.Second); time.Now().Before(end); {
+		fleetLoginQuit(t, front, user)
+		if st := hap.ServerStatus(t, "popgate_pop3", in.Name); st != "UP" {
+			t.Fatalf("HAProxy took the degraded instance out: %q", st)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if checks, _ := strconv.Atoi(hap.Stat(t, "popgate_pop3", in.Name, "chkfail")); checks != checks0 {
+		t.Errorf("HAProxy's checks of the degraded instance failed %d times", checks-checks0)
 	}
 }
