@@ -235,6 +235,24 @@ func readyz(t testing.TB, metricsAddr string) fleetReadiness {
 	return r
 }
 
+// fleetWaitSessions polls an instance's /readyz until it reports want open
+// sessions (sessions end asynchronously after their client left; there is
+// no event to wait for), or fails after within.
+func fleetWaitSessions(t testing.TB, metricsAddr string, want int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		r := readyz(t, metricsAddr)
+		if r.Sessions == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s reports %d open sessions after %v, want %d", metricsAddr, r.Sessions, within, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // fleetGetJSON GETs url, decodes its JSON body into v and returns the
 // HTTP status.
 func fleetGetJSON(t testing.TB, url string, v any) int {
@@ -307,6 +325,25 @@ func (p *Popgate) waitSocket(sock string) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not accept connections within %v: %w", sock, readyTimeout, err)
 		}
+	}
+}
+
+// fleetWaitRefused polls addr with TCP connects (closed at once, nothing
+// read: a PROXY-protocol listener would wait for its header) until one is
+// refused, or fails after within.
+func fleetWaitRefused(t testing.TB, addr string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections after %v", addr, within)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
