@@ -117,6 +117,10 @@ func (s *session) login(ctx context.Context) parser.Response {
 		}
 		return parser.Err(parser.CodeAuth, "authentication failed")
 	}
+	if !s.settleSuccess() {
+		bc.close() // never QUIT: the mailbox was opened but nothing is committed
+		return errInUse().Response()
+	}
 	s.be = bc
 	if pf == unproven {
 		pf = byBackend

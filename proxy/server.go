@@ -33,8 +33,9 @@ type Server struct {
 	nextID    atomic.Uint64
 	idPrefix  string
 	throttle  *throttle
-	blocks    blockList // block.go
-	hosts     hostAddrs // the host's addresses, for intercept deny-lists (destination.go)
+	state     LoginState // the throttle's counters and the users' sessions (loginstate.go); set before Start
+	blocks    blockList  // block.go
+	hosts     hostAddrs  // the host's addresses, for intercept deny-lists (destination.go)
 }
 
 type boundListener struct {
@@ -50,7 +51,7 @@ func New(logger hclog.Logger) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Server{
+	s := &Server{
 		logger:    logger,
 		listeners: make(map[string]*boundListener),
 		sessions:  make(map[*session]struct{}),
@@ -60,6 +61,8 @@ func New(logger hclog.Logger) *Server {
 		idPrefix:  fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff),
 		throttle:  newThrottle(),
 	}
+	s.SetLoginState(nil)
+	return s
 }
 
 // Start binds every listener of cfg and serves them in the background.

@@ -110,6 +110,7 @@ type authState struct {
 	sasl        *passthroughSASL // the on-accept AUTH exchange in progress
 	callBody    io.Reader        // body of a filter's last Backend call, drained before the next
 	blocked     bool             // the login in progress was refused by the block list (block.go)
+	lease       *SessionLease    // the user's session lease, released by finish (loginthrottle.go)
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
@@ -473,6 +474,9 @@ func (s *session) finish() {
 		s.setReason("client-closed")
 		if s.be != nil {
 			s.be.close() // never QUIT: only the client's own QUIT is relayed
+		}
+		if s.auth.lease != nil {
+			s.srv.state.Release(*s.auth.lease)
 		}
 		if s.ipAcquired {
 			// Released before the close, so a client that saw the
