@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/popgate/popgate/admin"
+	"github.com/popgate/popgate/cluster"
 	"github.com/popgate/popgate/proxy"
 	"github.com/popgate/popgate/tlsconf"
 )
@@ -56,6 +57,9 @@ type Config struct {
 	// Admin is the admin block: the admin interface's socket (always set,
 	// even without the block) and its optional TCP address and token.
 	Admin admin.Options
+	// Cluster is the cluster block; nil without one, and then popgate
+	// keeps all its state in the process, as a single instance.
+	Cluster *cluster.Options
 }
 
 // Backend returns the backend called name, or nil.
