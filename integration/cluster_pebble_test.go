@@ -203,8 +203,8 @@ func waitTCP(t *testing.T, addr string) {
 }
 
 // acmeInstanceConfig is a cluster instance bound to ip with ACME for
-// domains from p, its challenge servers on ip too.
-func acmeInstanceConfig(t *testing.T, p *validatingPebble, redis *RedisServer, name, ip string, domain string) string {
+// domain from p, its challenge servers on ip too, in front of backend.
+func acmeInstanceConfig(t *testing.T, p *validatingPebble, redis *RedisServer, name, ip, domain, backend string) string {
 	return fmt.Sprintf(`state_dir = %q
 cluster {
   redis    = %q
@@ -230,7 +230,7 @@ tls {
     listen_host   = %q
   }
 }
-`, t.TempDir(), redis.URL(), name, ip, cpPOPSPort, envValue(t, "POP3_ADDR"), domain, p.Dir, p.APICA, cpHTTPPort, cpALPNPort, ip)
+`, t.TempDir(), redis.URL(), name, ip, cpPOPSPort, backend, domain, p.Dir, p.APICA, cpHTTPPort, cpALPNPort, ip)
 }
 
 // startTogether starts the configurations at once and waits until each
