@@ -15,7 +15,7 @@ import (
 // testRedis is a private redis-server the test started: no persistence,
 // a unix socket in the test's directory, stopped by its PID.
 type testRedis struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	sock string
 	cmd  *exec.Cmd
@@ -24,7 +24,7 @@ type testRedis struct {
 // startRedis starts a private redis-server, or skips the test when the
 // redis-server binary is not installed (integration/setup.sh installs it
 // in CI).
-func startRedis(t *testing.T) *testRedis {
+func startRedis(t testing.TB) *testRedis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed (Debian package redis-server; integration/setup.sh installs it)")

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,4 +169,34 @@ func TestStoreRoundTripsPerLogin(t *testing.T) {
 		t.Fatalf("%d round trips for %d logins, want 2 per login", n, logins)
 	}
 	t.Logf("Redis round trips per successful login: 2; latency added per login (both calls, unix socket): %v", perLogin)
+}
+
+// BenchmarkLoginSharedState is what a successful login costs in shared
+// state: the charge and the settlement, against a private Redis on a unix
+// socket, and against the in-process state for comparison.
+func BenchmarkLoginSharedState(b *testing.B) {
+	keys := []string{"net:192.0.2.1/32", "user:grace@example.org", "local:grace"}
+	login := func(b *testing.B, st proxy.LoginState) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			st.Fail(keys)
+			lease := proxy.SessionLease{User: "grace@example.org", ID: strconv.Itoa(i)}
+			if !st.Succeed(keys, keys[1:], lease, 1<<20) {
+				b.Fatal("login refused")
+			}
+			st.Release(lease)
+		}
+	}
+	b.Run("redis", func(b *testing.B) {
+		r := startRedis(b)
+		c, err := New(Options{Redis: r.url(), Instance: "bench"}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		s := NewStore(c, nil)
+		defer s.Close()
+		login(b, s)
+	})
+	b.Run("local", func(b *testing.B) { login(b, proxy.NewLocalLoginState()) })
 }
