@@ -105,6 +105,7 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 		return err
 	}
 	a.commit(gen)
+	a.metrics.SetReadiness(metrics.Ready)
 	notifySystemd("READY=1")
 	logger.Info("popgate started", "version", buildVersion(), "listeners", len(cfg.Listeners))
 
@@ -120,8 +121,11 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 		}
 		break
 	}
+	// The drain starts: /readyz answers 503 before the listeners close, so
+	// a load balancer stops sending sessions here while open ones finish.
+	a.metrics.SetReadiness(metrics.Draining)
 	notifySystemd("STOPPING=1")
-	logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+	logger.Info("shutting down: draining; listeners closed, open sessions may finish", "timeout", a.cfg.ShutdownTimeout, "sessions", a.srv.Sessions())
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := a.srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -306,6 +310,13 @@ func (a *app) buildFilters(cfg *config.Config) (map[string]*filterInstance, erro
 		return nil, err
 	}
 	for _, fc := range cfg.Filters {
+		if s, ok := fc.Settings.(*audit.Config); ok {
+			// The instance is part of the block's settings, so that a
+			// changed instance name makes a new filter on reload.
+			c := *s
+			c.Instance = auditInstance(cfg)
+			fc.Settings = &c
+		}
 		if old, ok := a.filters[fc.Name]; ok && reflect.DeepEqual(old.conf, fc) {
 			insts[fc.Name] = old
 			continue
@@ -344,6 +355,16 @@ func (a *app) newFilter(fc config.Filter) (filters.Filter, error) {
 		return nonNil(clamav.New(c, log))
 	}
 	return nil, fmt.Errorf("unknown filter type %q", fc.Type)
+}
+
+// auditInstance returns the instance name every audit record of cfg
+// carries: the cluster block's instance (which defaults to the hostname),
+// or "" without a cluster block, when records name no instance.
+func auditInstance(cfg *config.Config) string {
+	if cfg.Cluster != nil {
+		return cfg.Cluster.Instance // config defaults it to the hostname
+	}
+	return ""
 }
 
 // nonNil returns f as a filters.Filter, or a nil interface with the error
