@@ -51,6 +51,9 @@ type app struct {
 	filesErr error
 	// admin is the admin interface (run_admin.go).
 	admin *adminState
+	// cluster is the shared state in Redis (run_cluster.go); nil without
+	// a cluster block.
+	cluster *clusterState
 }
 
 // filterInstance is a constructed filter and the configuration it was
@@ -75,6 +78,10 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 		a.metrics = m
 		defer m.Close()
 	}
+	if err := a.startCluster(cfg); err != nil {
+		return err
+	}
+	defer a.stopCluster()
 	gen, err := a.build(ctx, cfg)
 	if err != nil {
 		return err
@@ -84,6 +91,7 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 	a.metrics.SetBackends(backendAddresses(cfg))
 	a.metrics.SetStatus(a.statusConfig(cfg))
 	a.srv = proxy.New(logger)
+	a.srv.SetLoginState(a.loginState())
 	a.metrics.SetProxy(a.srv)
 	a.watchPools() // run_pools.go
 	stopAdmin, err := a.startAdmin(cfg)
@@ -172,6 +180,7 @@ func (a *app) reload(ctx context.Context) {
 		return
 	}
 	a.commit(gen)
+	a.reloadCluster(cfg)
 	a.cfg = cfg
 	a.reloadAdmin(cfg)
 	a.spool.SetLimits(cfg.Spool.Memory, cfg.Spool.Disk)
@@ -352,8 +361,9 @@ func (a *app) newFilter(fc config.Filter) (filters.Filter, error) {
 // carries: the cluster block's instance (which defaults to the hostname),
 // or "" without a cluster block, when records name no instance.
 func auditInstance(cfg *config.Config) string {
-	// MERGE(cluster): connect the cluster block here, e.g.
-	// `if cfg.Cluster != nil { return cfg.Cluster.Instance }`.
+	if cfg.Cluster != nil {
+		return cfg.Cluster.Instance // config defaults it to the hostname
+	}
 	return ""
 }
 
@@ -377,6 +387,7 @@ func closeFilter(f filters.Filter) {
 func (a *app) tlsOptions(cfg *config.Config) tlsconf.Options {
 	opts := cfg.TLS
 	opts.Logger = a.logger.Named("tls")
+	a.clusterTLS(&opts)
 	return opts
 }
 

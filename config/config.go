@@ -9,6 +9,7 @@ import (
 
 	"github.com/popgate/popgate/admin"
 	"github.com/popgate/popgate/authhttp"
+	"github.com/popgate/popgate/cluster"
 	"github.com/popgate/popgate/proxy"
 	"github.com/popgate/popgate/tlsconf"
 )
@@ -57,6 +58,9 @@ type Config struct {
 	// Admin is the admin block: the admin interface's socket (always set,
 	// even without the block) and its optional TCP address and token.
 	Admin admin.Options
+	// Cluster is the cluster block; nil without one, and then popgate
+	// keeps all its state in the process, as a single instance.
+	Cluster *cluster.Options
 	// AuthHTTP are the auth_http blocks, in file order; a listener's
 	// AuthName names the one it asks.
 	AuthHTTP []AuthHTTP

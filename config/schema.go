@@ -27,6 +27,7 @@ type rawFile struct {
 	Spool     *rawSpool     `hcl:"spool,block"`
 	Admin     *rawAdmin     `hcl:"admin,block"`
 	AuthHTTP  []rawAuthHTTP `hcl:"auth_http,block"`
+	Cluster   *rawCluster   `hcl:"cluster,block"`
 
 	Body hcl.Body `hcl:",body"`
 }
@@ -53,6 +54,9 @@ type rawLimits struct {
 	HandshakeTimeout *string `hcl:"tls_handshake_timeout,optional"`
 	PipelineDepth    *int    `hcl:"pipeline_depth,optional"`
 	IPv6Prefix       *int    `hcl:"throttle_ipv6_prefix,optional"`
+	// MaxSessionsPerUser is top-level only (cluster.go refuses it in a
+	// listener's limits).
+	MaxSessionsPerUser *int `hcl:"max_sessions_per_user,optional"`
 
 	Body hcl.Body `hcl:",body"`
 }
@@ -174,6 +178,19 @@ type rawSpool struct {
 	Memory *string `hcl:"memory,optional"`
 	Disk   *string `hcl:"disk,optional"`
 	Dir    string  `hcl:"dir,optional"`
+
+	Body hcl.Body `hcl:",body"`
+}
+
+// rawCluster is the cluster block: the Redis that instances share.
+type rawCluster struct {
+	Redis        string  `hcl:"redis"`
+	PasswordFile string  `hcl:"password_file,optional"`
+	TLSCAFile    string  `hcl:"tls_ca_file,optional"`
+	TLSCertFile  string  `hcl:"tls_cert_file,optional"`
+	TLSKeyFile   string  `hcl:"tls_key_file,optional"`
+	Instance     *string `hcl:"instance,optional"`
+	Timeout      *string `hcl:"timeout,optional"`
 
 	Body hcl.Body `hcl:",body"`
 }

@@ -39,7 +39,7 @@ func (b *builder) tls(r *rawTLS, listeners []rawListener, cfg *Config) tlsconf.O
 // stay zero when not written: tlsconf.ACME's zero values are the
 // documented defaults (Let's Encrypt production, ports 80 and 443).
 // Storage defaults to state_dir itself, where popgate has always kept its
-// ACME accounts.
+// ACME accounts, and to "" (the cluster's Redis) with a cluster block.
 func (b *builder) acme(r *rawACME, cfg *Config) *tlsconf.ACME {
 	body := r.Body
 	a := &tlsconf.ACME{
@@ -63,6 +63,9 @@ func (b *builder) acme(r *rawACME, cfg *Config) *tlsconf.ACME {
 	}
 	if r.CAFile != "" {
 		b.fileExists(body, "ca_file", r.CAFile)
+	}
+	if cfg.Cluster != nil {
+		a.Storage = "" // the cluster's shared storage, unless written below
 	}
 	if r.Storage != nil {
 		if *r.Storage == "" {

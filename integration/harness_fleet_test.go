@@ -272,40 +272,14 @@ func fleetGetJSON(t testing.TB, url string, v any) int {
 }
 
 // fleetCluster returns a cluster block naming instance, backed by a
-// private redis-server, when this build of popgate knows the cluster
-// block; otherwise "" (audit records then name no instance). The redis
-// server is started once per test, at the first call.
+// private redis-server (harness_redis_test.go) that is started once per
+// test, at the first call.
 func fleetCluster(t *testing.T, redis *string, instance string) string {
 	t.Helper()
-	dir := t.TempDir()
-	probe := filepath.Join(dir, "probe.hcl")
-	os.WriteFile(probe, []byte("cluster {\n  redis = \"unix:///nonexistent/redis.sock\"\n  instance = \"x\"\n}\n"+
-		"listener \"p\" {\n  address = \"127.0.0.1:1\"\n  backend = \"b\"\n}\nbackend \"b\" {\n  address = \"127.0.0.1:1\"\n}\n"), 0o600)
-	if err := exec.Command(buildPopgate(t), "validate", "-config", probe).Run(); err != nil {
-		return ""
-	}
 	if *redis == "" {
-		*redis = startRedis(t)
+		*redis = startRedis(t).Sock
 	}
 	return fmt.Sprintf("cluster {\n  redis    = %q\n  instance = %q\n}\n", "unix://"+*redis, instance)
-}
-
-// startRedis starts a private redis-server without persistence on a unix
-// socket in a temporary directory, stopped by its PID at cleanup, and
-// returns the socket's path.
-func startRedis(t testing.TB) string {
-	t.Helper()
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "redis.sock")
-	p, err := startProcess(t, dir, "redis-server", []string{"--port", "0", "--unixsocket", sock,
-		"--save", "", "--appendonly", "no"}, nil, nil)
-	if err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	if err := p.waitSocket(sock); err != nil {
-		t.Fatalf("redis-server: %v\n%s", err, p.Logs())
-	}
-	return sock
 }
 
 // waitSocket polls the unix socket sock until it accepts a connection,

@@ -16,6 +16,8 @@
 #     PEBBLE_MGMT  management API base URL (issuing root at $PEBBLE_MGMT/roots/0)
 #     PEBBLE_PID   process id of the running Pebble
 #     PEBBLE_BIN   path of the Pebble binary used
+#     PEBBLE_CHALLTESTSRV_BIN  path of pebble-challtestsrv (same version), the
+#                  DNS server of tests that run a Pebble that really validates
 #
 # Pebble runs with PEBBLE_VA_ALWAYS_VALID=1 (no challenge is really checked),
 # PEBBLE_VA_NOSLEEP=1 and PEBBLE_WFE_NONCEREJECT=0 (no random bad nonces).
@@ -24,6 +26,7 @@ set -euo pipefail
 
 PEBBLE_VERSION=v2.10.1
 PEBBLE_MODULE=github.com/letsencrypt/pebble/v2/cmd/pebble
+CHALLTESTSRV_MODULE=github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv
 HOST=127.0.0.1
 ACME_PORT=14000
 MGMT_PORT=15000
@@ -60,6 +63,22 @@ find_or_install() {
 		die "go install $PEBBLE_MODULE@$PEBBLE_VERSION failed"
 	binary_ok "$IT_DIR/bin/pebble" || die "installed $IT_DIR/bin/pebble is not Pebble $PEBBLE_VERSION"
 	printf '%s\n' "$IT_DIR/bin/pebble"
+}
+
+# find_or_install_challtestsrv prints the path of pebble-challtestsrv
+# $PEBBLE_VERSION, installing it if needed.
+find_or_install_challtestsrv() {
+	local bin=$IT_DIR/bin/pebble-challtestsrv
+	if binary_ok "$bin"; then
+		printf '%s\n' "$bin"
+		return 0
+	fi
+	log "installing $CHALLTESTSRV_MODULE@$PEBBLE_VERSION into $IT_DIR/bin"
+	mkdir -p "$IT_DIR/bin"
+	(cd "$IT_DIR" && GOBIN="$IT_DIR/bin" GOFLAGS=-mod=mod go install "$CHALLTESTSRV_MODULE@$PEBBLE_VERSION") >&2 ||
+		die "go install $CHALLTESTSRV_MODULE@$PEBBLE_VERSION failed"
+	binary_ok "$bin" || die "installed $bin is not pebble-challtestsrv $PEBBLE_VERSION"
+	printf '%s\n' "$bin"
 }
 
 # make_certs creates the CA and the certificate Pebble serves its HTTPS API
@@ -172,18 +191,20 @@ write_env() {
 		"PEBBLE_CA=$PB_DIR/api-ca.pem" \
 		"PEBBLE_MGMT=https://$HOST:$MGMT_PORT" \
 		"PEBBLE_PID=$1" \
-		"PEBBLE_BIN=$2"
+		"PEBBLE_BIN=$2" \
+		"PEBBLE_CHALLTESTSRV_BIN=$3"
 }
 
 start() {
 	command -v go >/dev/null 2>&1 || die "go is required to install Pebble"
 	command -v openssl >/dev/null 2>&1 || die "openssl is required"
 	mkdir -p "$PB_DIR"
-	local bin pid
+	local bin cts pid
 	bin=$(find_or_install)
+	cts=$(find_or_install_challtestsrv)
 	if pid=$(recorded_pid) && probe "https://$HOST:$ACME_PORT/dir"; then
 		log "already running (pid $pid)"
-		write_env "$pid" "$bin"
+		write_env "$pid" "$bin" "$cts"
 		return 0
 	fi
 	if pid=$(recorded_pid); then
@@ -206,7 +227,7 @@ start() {
 			die "Pebble exited during start-up (log: $LOG_FILE)"
 		fi
 		if probe "https://$HOST:$ACME_PORT/dir" && probe "https://$HOST:$MGMT_PORT/roots/0"; then
-			write_env "$pid" "$bin"
+			write_env "$pid" "$bin" "$cts"
 			log "ready after ${i} polls: pid $pid, directory https://$HOST:$ACME_PORT/dir, env $ENV_FILE"
 			return 0
 		fi

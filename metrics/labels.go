@@ -51,10 +51,10 @@ var (
 	// endReasons are the reasons proxy records when a session ends.
 	endReasons = newLabelSet("quit", "client-closed", "client-error", "client-write", "write-error",
 		"timeout", "tls-handshake", "backend-error", "backend-unavailable", "bad-proxy-header",
-		"untrusted-proxy", "max-sessions-per-ip", "too-many-auth-failures", "too-many-errors",
+		"untrusted-proxy", "max-sessions-per-ip", "max-sessions-per-user", "too-many-auth-failures", "too-many-errors",
 		"shutdown", "panic", "kicked", "blocked", "backend-closed")
 	// throttleReasons are the reasons proxy gives its Throttled hook.
-	throttleReasons = newLabelSet("max-sessions", "max-sessions-per-ip", "auth-delay")
+	throttleReasons = newLabelSet("max-sessions", "max-sessions-per-ip", "max-sessions-per-user", "auth-delay")
 	// actions are the filters.Verdict.Action values the clamav filter
 	// sets.
 	actions = newLabelSet(string(clamav.ActionDeliver), string(clamav.ActionReplace),

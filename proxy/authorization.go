@@ -122,7 +122,7 @@ func (s *session) login(ctx context.Context) parser.Response {
 	var bc *backendConn
 	var err error
 	if t.addr != "" {
-		bc, err = s.dialAddress(ctx, b, t.addr) // dial_pinned.go
+		bc, err = s.dialAddress(ctx, b, t.addr) // pinned: no pool choice, no failover
 	} else {
 		bc, err = s.dial(ctx, b)
 	}
@@ -153,6 +153,10 @@ func (s *session) login(ctx context.Context) parser.Response {
 			return parser.Err(resp.Code, resp.Text)
 		}
 		return parser.Err(parser.CodeAuth, "authentication failed")
+	}
+	if !s.settleSuccess() {
+		bc.close() // never QUIT: the mailbox was opened but nothing is committed
+		return errInUse().Response()
 	}
 	s.be = bc
 	if pf == unproven {

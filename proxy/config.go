@@ -139,6 +139,11 @@ type Limits struct {
 	HandshakeTimeout time.Duration // client TLS handshake; 0 = Config.HandshakeTimeout, else 15s
 	MaxSessions      int           // per listener group; 0 = unlimited
 	MaxSessionsPerIP int           // 0 = unlimited
+	// MaxSessionsPerUser bounds the sessions one login name (after
+	// rewriting) holds at once, across the cluster when the Server's
+	// LoginState is shared; 0 = unlimited. It is a top-level limit: every
+	// listener has the same value.
+	MaxSessionsPerUser int
 	// IPv6Prefix groups IPv6 clients into one address for login
 	// throttling and MaxSessionsPerIP; 0 = 64. IPv4 counts per /32.
 	IPv6Prefix int

@@ -99,6 +99,14 @@ func (s *session) trackPassthroughLogin(ex *filters.Exchange) {
 			s.quitting.Store(true)
 			return
 		}
+		if !s.settleSuccess() {
+			// The backend accepted the login: the session ends without
+			// QUIT, so the mailbox is left as it was.
+			ex.Response = errInUse().Response()
+			s.setReason("max-sessions-per-user")
+			s.quitting.Store(true)
+			return
+		}
 		s.prove(byBackend)
 		s.info.SetState(filters.Transaction)
 	}

@@ -43,12 +43,7 @@ func (s *session) clientNet() netip.Prefix {
 // counts: an empty name must not be a key all clients share.
 func (s *session) throttleKeys() []string {
 	keys := []string{"net:" + s.clientNet().String()}
-	l := s.info.Login
-	user := l.BackendUser
-	if user == "" {
-		user = l.User
-	}
-	user = strings.ToLower(user)
+	user := s.loginName()
 	if user == "" {
 		return keys
 	}
@@ -76,7 +71,59 @@ func (s *session) chargeLogin() {
 		return
 	}
 	keys := s.throttleKeys()
-	s.auth.charge = &loginCharge{keys: keys, delay: s.srv.throttle.fail(time.Now(), keys...)}
+	s.auth.charge = &loginCharge{keys: keys, delay: s.srv.throttle.delay(s.srv.state.Fail(keys))}
+}
+
+// loginName is the mailbox the login in progress is for: the login name
+// after rewriting, lower-cased; "" while no name is known.
+func (s *session) loginName() string {
+	l := s.info.Login
+	user := l.BackendUser
+	if user == "" {
+		user = l.User
+	}
+	return strings.ToLower(user)
+}
+
+// settleSuccess settles a login the backend accepted, before the session
+// enters TRANSACTION, in one call to the LoginState (the second and last
+// shared-state round trip of a successful login): the charge is refunded,
+// the user's failures are forgotten and, under Limits.MaxSessionsPerUser,
+// the session takes a lease on one of the user's sessions. It returns false
+// when the user already holds the most sessions allowed: the caller then
+// refuses the login with [IN-USE] and drops the backend connection
+// without QUIT, so nothing the backend did is committed.
+func (s *session) settleSuccess() bool {
+	var refund []string
+	if c := s.auth.charge; c != nil {
+		refund = c.keys
+		s.auth.charge = nil
+	}
+	keys := s.throttleKeys()
+	user, limit := s.loginName(), s.limits.MaxSessionsPerUser
+	if user == "" || s.auth.lease != nil {
+		limit = 0
+	}
+	lease := SessionLease{User: user, ID: s.info.ID}
+	if !s.srv.state.Succeed(refund, keys[1:], lease, limit) {
+		s.log.Info("login refused: the user holds the most sessions allowed", "user", user, "max_sessions_per_user", limit)
+		if h := s.cfg.Hooks.Throttled; h != nil {
+			h(s.lst.Name, "max-sessions-per-user")
+		}
+		return false
+	}
+	if limit > 0 {
+		s.auth.lease = &lease
+	}
+	return true
+}
+
+// errInUse is the answer to a login over Limits.MaxSessionsPerUser. RFC
+// 2449 section 8.1.2: [IN-USE] says the maildrop cannot be opened because
+// other sessions hold it, which is what the client must learn (retry
+// later, close another client), and it is not an authentication failure.
+func errInUse() *parser.Error {
+	return parser.NewError(parser.CodeInUse, "too many sessions for this user, try again later", nil)
 }
 
 // loginDelay settles the outcome of a login attempt with the throttle and
@@ -104,7 +151,7 @@ func (s *session) settleLogin(x *exchange, cmd parser.Command, resp parser.Respo
 		// throttle neither counts it nor delays the answer.
 		s.auth.blocked = false
 		if charge != nil {
-			s.srv.throttle.refund(charge.keys...)
+			s.srv.state.Refund(charge.keys)
 		}
 		return 0
 	}
@@ -112,15 +159,12 @@ func (s *session) settleLogin(x *exchange, cmd parser.Command, resp parser.Respo
 		return 0
 	}
 	if s.info.State() == filters.Transaction {
-		if charge != nil {
-			s.srv.throttle.refund(charge.keys...)
-		}
-		s.srv.throttle.succeed(s.throttleKeys()[1:]...)
+		// settleSuccess refunded the charge when the login succeeded.
 		return 0
 	}
 	if resp.Status != parser.StatusErr || !isAuthFailure(resp) {
 		if charge != nil {
-			s.srv.throttle.refund(charge.keys...) // the server could not take a login: no guess was made
+			s.srv.state.Refund(charge.keys) // the server could not take a login: no guess was made
 		}
 		return 0
 	}
@@ -129,5 +173,5 @@ func (s *session) settleLogin(x *exchange, cmd parser.Command, resp parser.Respo
 	}
 	// Refused before any credentials went out (a local APOP or CRAM-MD5
 	// check, a malformed SASL exchange): count it now.
-	return s.srv.throttle.fail(time.Now(), s.throttleKeys()...)
+	return s.srv.throttle.delay(s.srv.state.Fail(s.throttleKeys()))
 }

@@ -33,9 +33,10 @@ type Server struct {
 	nextID    atomic.Uint64
 	idPrefix  string
 	throttle  *throttle
-	blocks    blockList // block.go
-	hosts     hostAddrs // the host's addresses, for intercept deny-lists (destination.go)
-	pools     *poolSet  // every backend's servers and their health, across reloads (pool.go)
+	blocks    blockList  // block.go
+	hosts     hostAddrs  // the host's addresses, for intercept deny-lists (destination.go)
+	pools     *poolSet   // every backend's servers and their health, across reloads (pool.go)
+	state     LoginState // the throttle's counters and the users' sessions (loginstate.go); set before Start
 }
 
 type boundListener struct {
@@ -51,7 +52,7 @@ func New(logger hclog.Logger) *Server {
 	if logger == nil {
 		logger = hclog.NewNullLogger()
 	}
-	return &Server{
+	s := &Server{
 		logger:    logger,
 		listeners: make(map[string]*boundListener),
 		sessions:  make(map[*session]struct{}),
@@ -62,6 +63,8 @@ func New(logger hclog.Logger) *Server {
 		throttle:  newThrottle(),
 		pools:     newPoolSet(logger),
 	}
+	s.SetLoginState(nil)
+	return s
 }
 
 // Start binds every listener of cfg and serves them in the background.

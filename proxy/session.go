@@ -113,6 +113,7 @@ type authState struct {
 	attempts    int              // logins sent to the auth service (Auth-Login-Attempt)
 	salt        string           // APOP timestamp or CRAM-MD5 challenge of a digest login for the auth service
 	wait        time.Duration    // the auth service's Auth-Wait for the refusal in progress
+	lease       *SessionLease    // the user's session lease, released by finish (loginthrottle.go)
 }
 
 func newSession(srv *Server, cfg *Config, lst *Listener, conn net.Conn, id string) *session {
@@ -480,6 +481,9 @@ func (s *session) finish() {
 		s.setReason("client-closed")
 		if s.be != nil {
 			s.be.close() // never QUIT: only the client's own QUIT is relayed
+		}
+		if s.auth.lease != nil {
+			s.srv.state.Release(*s.auth.lease)
 		}
 		if s.ipAcquired {
 			// Released before the close, so a client that saw the

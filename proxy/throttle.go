@@ -39,9 +39,9 @@ func newThrottle() *throttle {
 	}
 }
 
-// fail records a failed login for each key and returns how long to wait
-// before answering it.
-func (t *throttle) fail(now time.Time, keys ...string) time.Duration {
+// fail records a failed login for each key and returns the highest count
+// of failures in a row among them; delay turns it into a wait.
+func (t *throttle) fail(now time.Time, keys ...string) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	worst := 0
@@ -54,7 +54,7 @@ func (t *throttle) fail(now time.Time, keys ...string) time.Duration {
 		e.last = now
 		worst = max(worst, e.fails)
 	}
-	return t.delay(worst)
+	return worst
 }
 
 // touch returns the live entry of k, creating it (and evicting the least

@@ -10,20 +10,20 @@ func TestThrottleGrowsAndCaps(t *testing.T) {
 	now := time.Unix(1000, 0)
 	want := []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 15 * time.Second, 15 * time.Second}
 	for i, w := range want {
-		if got := th.fail(now, "ip:1.2.3.4", "user:alice"); got != w {
+		if got := th.delay(th.fail(now, "ip:1.2.3.4", "user:alice")); got != w {
 			t.Fatalf("failure %d: delay %v, want %v", i+1, got, w)
 		}
 	}
 	// Another address guessing the same user is slowed as much.
-	if got := th.fail(now, "ip:5.6.7.8", "user:alice"); got != 15*time.Second {
+	if got := th.delay(th.fail(now, "ip:5.6.7.8", "user:alice")); got != 15*time.Second {
 		t.Fatalf("per-user throttle not applied: %v", got)
 	}
 	// After the quiet window everything is forgotten.
-	if got := th.fail(now.Add(time.Hour), "ip:1.2.3.4", "user:alice"); got != 500*time.Millisecond {
+	if got := th.delay(th.fail(now.Add(time.Hour), "ip:1.2.3.4", "user:alice")); got != 500*time.Millisecond {
 		t.Fatalf("after window: %v", got)
 	}
 	th.succeed("user:alice")
-	if got := th.fail(now.Add(time.Hour), "user:alice"); got != 500*time.Millisecond {
+	if got := th.delay(th.fail(now.Add(time.Hour), "user:alice")); got != 500*time.Millisecond {
 		t.Fatalf("after success: %v", got)
 	}
 }

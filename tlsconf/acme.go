@@ -29,6 +29,9 @@ type acmeManager struct {
 	wildcard map[string]bool
 	// alpn is the configuration for TLS-ALPN-01 challenge handshakes.
 	alpn *tls.Config
+	// challenges answer validations all the time, with a shared storage
+	// (challenges.go); nil otherwise.
+	challenges *challengeServers
 }
 
 // startACME validates opts.ACME, builds the certmagic objects and obtains
@@ -60,10 +63,18 @@ func startACME(ctx context.Context, opts *Options, log hclog.Logger) (*acmeManag
 			m.exact[n] = true
 		}
 	}
-	storage, err := opts.acmeStorage()
-	if err != nil {
-		return nil, err
+	var storage certmagic.Storage
+	storageName := "shared storage"
+	if a.SharedStorage != nil && a.Storage == "" {
+		storage = a.SharedStorage
+	} else {
+		dir, err := opts.acmeStorage()
+		if err != nil {
+			return nil, err
+		}
+		storage, storageName = &certmagic.FileStorage{Path: dir}, dir
 	}
+	var err error
 	var roots *x509.CertPool
 	if a.CAFile != "" {
 		if roots, err = loadPool(a.CAFile); err != nil {
@@ -82,12 +93,12 @@ func startACME(ctx context.Context, opts *Options, log hclog.Logger) (*acmeManag
 		Logger:           zl,
 	})
 	magic = certmagic.New(m.cache, certmagic.Config{
-		Storage:            &certmagic.FileStorage{Path: storage},
+		Storage:            storage,
 		Logger:             zl,
 		DefaultServerName:  domains[0],
 		FallbackServerName: domains[0],
 	})
-	magic.Issuers = []certmagic.Issuer{certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
+	issuer := certmagic.NewACMEIssuer(magic, certmagic.ACMEIssuer{
 		CA:             directory,
 		Email:          a.Email,
 		Agreed:         true,
@@ -97,7 +108,8 @@ func startACME(ctx context.Context, opts *Options, log hclog.Logger) (*acmeManag
 		AltTLSALPNPort: a.TLSALPNPort,
 		Profile:        a.Profile,
 		Logger:         zl,
-	})}
+	})
+	magic.Issuers = []certmagic.Issuer{issuer}
 	m.magic = magic
 	m.alpn = &tls.Config{
 		MinVersion:     tls.VersionTLS12,
@@ -110,8 +122,14 @@ func startACME(ctx context.Context, opts *Options, log hclog.Logger) (*acmeManag
 		ctx, cancel = context.WithTimeout(ctx, defaultObtainTimeout)
 		defer cancel()
 	}
-	log.Info("managing ACME certificates", "domains", domains, "directory", directory, "storage", storage)
+	if a.SharedStorage != nil && a.Storage == "" {
+		// Bound before the first order, so that certmagic's own solver
+		// finds the ports taken and leaves them to these servers.
+		m.challenges = startChallengeServers(a, issuer, m.alpn, log.Named("acme"))
+	}
+	log.Info("managing ACME certificates", "domains", domains, "directory", directory, "storage", storageName)
 	if err := magic.ManageSync(ctx, domains); err != nil {
+		m.challenges.close()
 		m.cache.Stop()
 		return nil, fmt.Errorf("tlsconf: acme: obtaining certificates for %v from %s: %w", domains, directory, err)
 	}
@@ -129,6 +147,7 @@ func (m *acmeManager) manages(name string) bool {
 
 // stop ends certmagic's maintenance (renewals, OCSP) for this manager.
 func (m *acmeManager) stop() {
+	m.challenges.close()
 	m.cache.Stop()
 }
 

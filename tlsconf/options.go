@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/caddyserver/certmagic"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -40,6 +41,12 @@ type ACME struct {
 	ListenHost string
 	// Profile is the ACME profile requested in orders; "" means none.
 	Profile string
+	// SharedStorage, when set and Storage is "", keeps accounts, keys,
+	// certificates, locks and challenge tokens in a storage that several
+	// instances share (package cluster's Redis storage): one instance
+	// orders and renews, all serve the certificates, and each answers the
+	// challenge ports for as long as it runs, since the CA may reach any.
+	SharedStorage certmagic.Storage
 }
 
 // Options configures a Manager. The zero value is usable: it serves a
