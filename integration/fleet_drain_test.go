@@ -81,12 +81,9 @@ func TestFleetDrainBehindHAProxy(t *testing.T) {
 	ins := []fleetInstance{fleetInstanceAt("pg-a", fleetPortBaseA), fleetInstanceAt("pg-b", fleetPortBaseB)}
 	procs := map[string]*Popgate{}
 	trails := map[string]string{}
-	clustered := false
 	for _, in := range ins {
 		trails[in.Name] = filepath.Join(dir, in.Name+".jsonl")
-		cluster := fleetCluster(t, &redis, in.Name)
-		clustered = cluster != ""
-		procs[in.Name] = opsStart(t, fleetPopgateConfig(t, in, trails[in.Name], cluster))
+		procs[in.Name] = opsStart(t, fleetPopgateConfig(t, in, trails[in.Name], fleetCluster(t, &redis, in.Name)))
 		if r := readyz(t, in.Metrics); r.Code != 200 || r.Status != "ready" {
 			t.Fatalf("%s /readyz after start: %+v, want 200 ready", in.Name, r)
 		}
@@ -94,15 +91,12 @@ func TestFleetDrainBehindHAProxy(t *testing.T) {
 	// A third instance configured with pg-a's trail is refused: one chain,
 	// one writer.
 	third := fleetInstance{Name: "pg-c", POP3: freePort(t), POP3S: freePort(t), Metrics: freePort(t)}
-	p3, err := tryStartPopgate(t, fleetPopgateConfig(t, third, trails["pg-a"], ""), third.POP3)
+	p3, err := tryStartPopgate(t, fleetPopgateConfig(t, third, trails["pg-a"], fleetCluster(t, &redis, third.Name)), third.POP3)
 	if err == nil {
 		t.Fatal("a third instance on pg-a's audit trail started")
 	}
 	if exit := p3.WaitExit(t, 10*time.Second); exit == nil || !strings.Contains(p3.Logs(), "every instance needs an audit file of its own") {
 		t.Errorf("a third instance on pg-a's trail: exit %v, want a failure naming the remedy:\n%s", exit, p3.Logs())
-	}
-	if !clustered {
-		t.Log("this build has no cluster block: instances run without Redis, and audit records name no instance")
 	}
 	front := fmt.Sprintf("127.0.0.1:%d", fleetPOP3Port)
 	hap := startHAProxy(t, contribHAProxy(t, ins...), front, fmt.Sprintf("127.0.0.1:%d", fleetPOP3SPort))
@@ -219,14 +213,22 @@ func TestFleetDrainBehindHAProxy(t *testing.T) {
 	if rs := fltFind(big, "retrieve", nil); len(rs) != 1 || rs[0]["complete"] != true {
 		t.Errorf("%s's trail lacks the complete retrieve of the big message: %v", drained.Name, rs)
 	}
-	if clustered {
-		for _, in := range ins {
-			for _, r := range auditLines(t, trails[in.Name]) {
-				if r.str("instance") != in.Name {
-					t.Errorf("%s's trail has a record naming instance %q: %v", in.Name, r.str("instance"), r)
-					break
-				}
+	// Every record names the instance that wrote it (the cluster block's
+	// instance), right after its event.
+	for _, in := range ins {
+		recs := auditLines(t, trails[in.Name])
+		if len(recs) == 0 {
+			t.Errorf("%s's trail is empty", in.Name)
+		}
+		for _, r := range recs {
+			if r.str("instance") != in.Name {
+				t.Errorf("%s's trail has a record naming instance %q: %v", in.Name, r.str("instance"), r)
+				break
 			}
+		}
+		data, _ := os.ReadFile(trails[in.Name])
+		if !strings.Contains(string(data), `","instance":"`+in.Name+`","session":"`) {
+			t.Errorf("%s's records do not carry the instance between event and session", in.Name)
 		}
 	}
 

@@ -109,9 +109,10 @@ func TestFleetAuditShipping(t *testing.T) {
 	collected := filepath.Join(dir, "fleet")
 	trails := map[string]string{"pg-a": filepath.Join(dir, "pg-a.jsonl"), "pg-b": filepath.Join(dir, "pg-b.jsonl")}
 	addrs := map[string]string{}
+	var redis string
 	for _, name := range []string{"pg-a", "pg-b"} {
 		addrs[name] = freePort(t)
-		opsStart(t, auditConfig(t, addrs[name], trails[name], ""))
+		opsStart(t, auditConfig(t, addrs[name], trails[name], fleetCluster(t, &redis, name)))
 	}
 
 	collector := fmt.Sprintf("127.0.0.1:%d", fleetCollectorPort)
@@ -194,6 +195,11 @@ func TestFleetAuditShipping(t *testing.T) {
 	if longest <= 8<<10 || !strings.Contains(string(trailA), `\"quoted\\back\"\tslash/#percent%-grüße-日本@popgate.test`) {
 		t.Errorf("the trail lacks what the test ships across: longest line %d octets (want > 8 KiB), awkward Message-ID present: %v",
 			longest, strings.Contains(string(trailA), "grüße"))
+	}
+	for name, trail := range trails {
+		if data, _ := os.ReadFile(trail); !strings.Contains(string(data), `"instance":"`+name+`"`) {
+			t.Errorf("%s's records do not name their instance", name)
+		}
 	}
 	out, err := exec.Command(buildPopgate(t), "audit", "verify",
 		filepath.Join(collected, "popgate-audit-pg-a.jsonl"), filepath.Join(collected, "popgate-audit-pg-b.jsonl")).CombinedOutput()
