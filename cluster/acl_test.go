@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/popgate/popgate/proxy"
 )
@@ -56,7 +56,11 @@ func TestACLUserWithDocumentedRights(t *testing.T) {
 		t.Fatalf("an operation was refused: %+v", c.Health())
 	}
 	for _, op := range fallbackOps {
-		if n := testutil.ToFloat64(c.fallbacks.WithLabelValues(op)); n != 0 {
+		var m dto.Metric
+		if err := c.fallbacks.WithLabelValues(op).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if n := m.GetCounter().GetValue(); n != 0 {
 			t.Fatalf("%v fallbacks for %s", n, op)
 		}
 	}
