@@ -16,7 +16,7 @@ import (
 func TestACLUserWithDocumentedRights(t *testing.T) {
 	r := startRedis(t)
 	out, err := exec.Command("redis-cli", "-s", r.sock, "ACL", "SETUSER", "popgate", "on", ">pw", "~popgate:*",
-		"+@read", "+@write", "+@scripting", "+ping", "-@dangerous").CombinedOutput()
+		"+@read", "+@write", "+@scripting", "+ping", "+time", "-@dangerous").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ACL SETUSER: %v %s", err, out)
 	}

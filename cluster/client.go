@@ -167,6 +167,11 @@ func (c *Client) ctx(parent context.Context) (context.Context, context.CancelFun
 // is up. Only a failure to talk to Redis marks it down.
 func (c *Client) observe(op string, start time.Time, err error) error {
 	c.calls.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if errors.Is(err, redis.ErrPoolTimeout) {
+		// Every connection busy: this instance is loaded, Redis is not
+		// gone. The caller falls back; the state stays.
+		return err
+	}
 	c.setUp(err == nil || errors.Is(err, redis.Nil) || isServerError(err), err)
 	return err
 }

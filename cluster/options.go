@@ -111,8 +111,13 @@ func (o *Options) redisOptions() (*redis.Options, error) {
 	ro.DialerRetries = 1
 	ro.DisableIdentity = true // no CLIENT SETINFO round trips on connect
 	ro.MinIdleConns = 2
+	ro.PoolSize = poolSize
 	return ro, nil
 }
+
+// poolSize bounds the connections to Redis: one per login in flight, and
+// a login holds one for a single round trip.
+const poolSize = 64
 
 func (o *Options) timeout() time.Duration {
 	if o.Timeout > 0 {
