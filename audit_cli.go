@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/popgate/popgate/filters/audit"
 )
@@ -18,6 +20,51 @@ func auditVerify(path string) (*audit.Report, error) {
 	}
 	defer f.Close()
 	return audit.Check(f, "", false)
+}
+
+// auditVerifyFiles verifies each of paths as a chain of its own and
+// returns the exit status: 0 when every file verifies, 1 otherwise. With
+// one file the report is printed as it is; with several, every line of a
+// file's report starts with "FILE: ", each file ends with a result line
+// ("FILE: audit chain OK (...)" or "FILE: FAILED: why"), and a summary line
+// counts the files that failed. A file that fails does not stop the
+// others from being checked.
+func auditVerifyFiles(paths []string, stdout, stderr io.Writer) int {
+	if len(paths) == 1 {
+		rep, err := verifyAudit(paths[0])
+		if rep != nil {
+			printAuditReport(stdout, rep, err == nil)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "popgate: audit verify %s: %v\n", paths[0], err)
+			return 1
+		}
+		return 0
+	}
+	failed := 0
+	for _, path := range paths {
+		rep, err := verifyAudit(path)
+		var b bytes.Buffer
+		if rep != nil {
+			printAuditReport(&b, rep, err == nil)
+		}
+		for _, line := range strings.SplitAfter(b.String(), "\n") {
+			if line != "" {
+				fmt.Fprintf(stdout, "%s: %s", path, line)
+			}
+		}
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "%s: FAILED: %v\n", path, err)
+			fmt.Fprintf(stderr, "popgate: audit verify %s: %v\n", path, err)
+		}
+	}
+	if failed > 0 {
+		fmt.Fprintf(stdout, "%d of %d audit files FAILED verification\n", failed, len(paths))
+		return 1
+	}
+	fmt.Fprintf(stdout, "all %d audit files verified: every chain OK\n", len(paths))
+	return 0
 }
 
 // printAuditReport prints each segment of a checked audit log and each

@@ -252,7 +252,7 @@ var detailFields = map[string][]string{
 	audit.EventChainBreak:   {"reason", "skipped_offset", "skipped_bytes"},
 }
 
-var headerFields = map[string]bool{"time": true, "event": true, "session": true, "client": true,
+var headerFields = map[string]bool{"time": true, "event": true, "instance": true, "session": true, "client": true,
 	"listener": true, "prev_hash": true, "hash": true}
 
 // writeMatchRow writes one table row.
@@ -290,8 +290,17 @@ func writeMatchRow(w io.Writer, m *audit.Match) error {
 		t = m.Time.UTC().Format("2006-01-02T15:04:05.000Z")
 	}
 	_, err := fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t, or(m.Event, "-"), or(cell(m.User), "-"),
-		or(m.Client, "-"), or(m.Session, "-"), m.Chain, strings.Join(details, " "))
+		or(m.Client, "-"), or(sessionCell(m), "-"), m.Chain, strings.Join(details, " "))
 	return err
+}
+
+// sessionCell is the SESSION column: the session id, after its instance
+// and a slash when the record names one (ids are unique per instance).
+func sessionCell(m *audit.Match) string {
+	if m.Instance == "" || m.Session == "" {
+		return m.Session
+	}
+	return cell(m.Instance) + "/" + m.Session
 }
 
 // cell keeps a value on one table cell: no tabs or newlines, quoted when

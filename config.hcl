@@ -81,6 +81,19 @@ backend "local" {
   # master_password = "secret"
 }
 
+# A pool of interchangeable servers (one mail store) instead of one
+# address: each session picks a server by balance (user | source |
+# least-conn | first; default user after authentication, least-conn on
+# accept) and fails over to the next within connect_timeout. A server is
+# skipped for down_backoff after fail_threshold failures in a row.
+# backend "mail" {
+#   servers               = ["10.0.0.5:110", "10.0.0.6:110"]
+#   balance               = "user"
+#   health_check_interval = "10s"  # connect, greeting, QUIT; never logs in
+#   fail_threshold        = 3
+#   down_backoff          = "30s"
+# }
+
 # Limits for every listener (a listener's own limits block overrides them).
 # limits {
 #   max_sessions        = 10000

@@ -38,7 +38,8 @@ Commands:
   run [-config FILE]        run the proxy (the default command)
   validate [-config FILE]   check the configuration and exit
   version                   print the version
-  audit verify FILE         check the hash chain of an audit log
+  audit verify FILE...      check the hash chain of audit logs, each file
+                            its own chain (one file per instance)
   audit search [FLAGS] [FILE...]
                             search audit logs by user, address, event,
                             time and message ("popgate audit search -h")
@@ -192,25 +193,19 @@ func displaySource(source, looked string) string {
 	return source
 }
 
-// cmdAudit is "popgate audit verify FILE": it prints every segment of the
-// chain and every break between them, and exits 0 when every break was
-// recorded by popgate (a chain_break record), 1 otherwise.
+// cmdAudit is "popgate audit verify FILE...": it checks every file as a
+// chain of its own (one per popgate instance) and prints every segment of
+// each chain and every break between them (auditVerifyFiles), and exits 0
+// when every break of every file was recorded by popgate (a chain_break
+// record), 1 otherwise.
 func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "search" {
 		return cmdAuditSearch(args[1:], stdout, stderr) // audit_search.go
 	}
-	if len(args) != 2 || args[0] != "verify" {
-		return usageError(stderr, "usage: popgate audit verify FILE")
+	if len(args) < 2 || args[0] != "verify" {
+		return usageError(stderr, "usage: popgate audit verify FILE...")
 	}
-	rep, err := verifyAudit(args[1])
-	if rep != nil {
-		printAuditReport(stdout, rep, err == nil)
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "popgate: audit verify %s: %v\n", args[1], err)
-		return 1
-	}
-	return 0
+	return auditVerifyFiles(args[1:], stdout, stderr)
 }
 
 // versionString is "popgate VERSION (GOVERSION)".

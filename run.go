@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/popgate/popgate/authhttp"
 	"github.com/popgate/popgate/config"
 	"github.com/popgate/popgate/filters"
 	"github.com/popgate/popgate/filters/apop"
@@ -92,6 +93,7 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 	a.srv = proxy.New(logger)
 	a.srv.SetLoginState(a.loginState())
 	a.metrics.SetProxy(a.srv)
+	a.watchPools() // run_pools.go
 	stopAdmin, err := a.startAdmin(cfg)
 	if err != nil {
 		a.refs.release(gen)
@@ -103,6 +105,7 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 		return err
 	}
 	a.commit(gen)
+	a.metrics.SetReadiness(metrics.Ready)
 	notifySystemd("READY=1")
 	logger.Info("popgate started", "version", buildVersion(), "listeners", len(cfg.Listeners))
 
@@ -118,8 +121,11 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 		}
 		break
 	}
+	// The drain starts: /readyz answers 503 before the listeners close, so
+	// a load balancer stops sending sessions here while open ones finish.
+	a.metrics.SetReadiness(metrics.Draining)
 	notifySystemd("STOPPING=1")
-	logger.Info("shutting down", "timeout", a.cfg.ShutdownTimeout)
+	logger.Info("shutting down: draining; listeners closed, open sessions may finish", "timeout", a.cfg.ShutdownTimeout, "sessions", a.srv.Sessions())
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := a.srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
@@ -256,8 +262,14 @@ func (a *app) build(ctx context.Context, cfg *config.Config) (*generation, error
 		}
 		pcfg.Backends[pb.Name] = pb
 	}
+	services, err := authServices(cfg)
+	if err != nil {
+		a.refs.discard(gen)
+		return nil, err
+	}
 	for _, l := range cfg.Listeners {
 		pl := l.Listener
+		pl.Auth = services[l.AuthName]
 		if pl.TLS != proxy.TLSNone && l.TLSMinVersion > tls.VersionTLS12 {
 			c := a.tls.ServerConfig().Clone()
 			c.MinVersion = l.TLSMinVersion
@@ -298,6 +310,13 @@ func (a *app) buildFilters(cfg *config.Config) (map[string]*filterInstance, erro
 		return nil, err
 	}
 	for _, fc := range cfg.Filters {
+		if s, ok := fc.Settings.(*audit.Config); ok {
+			// The instance is part of the block's settings, so that a
+			// changed instance name makes a new filter on reload.
+			c := *s
+			c.Instance = auditInstance(cfg)
+			fc.Settings = &c
+		}
 		if old, ok := a.filters[fc.Name]; ok && reflect.DeepEqual(old.conf, fc) {
 			insts[fc.Name] = old
 			continue
@@ -338,6 +357,16 @@ func (a *app) newFilter(fc config.Filter) (filters.Filter, error) {
 	return nil, fmt.Errorf("unknown filter type %q", fc.Type)
 }
 
+// auditInstance returns the instance name every audit record of cfg
+// carries: the cluster block's instance (which defaults to the hostname),
+// or "" without a cluster block, when records name no instance.
+func auditInstance(cfg *config.Config) string {
+	if cfg.Cluster != nil {
+		return cfg.Cluster.Instance // config defaults it to the hostname
+	}
+	return ""
+}
+
 // nonNil returns f as a filters.Filter, or a nil interface with the error
 // of a constructor that failed.
 func nonNil[F filters.Filter](f F, err error) (filters.Filter, error) {
@@ -362,6 +391,22 @@ func (a *app) tlsOptions(cfg *config.Config) tlsconf.Options {
 	return opts
 }
 
+// authServices returns a proxy.AuthService, with its own client, for every
+// auth_http block, by name. Each generation has its own clients: a reload
+// starts with fresh connections and an empty cache, and the replaced
+// clients' idle connections time out.
+func authServices(cfg *config.Config) (map[string]*proxy.AuthService, error) {
+	out := make(map[string]*proxy.AuthService, len(cfg.AuthHTTP))
+	for _, a := range cfg.AuthHTTP {
+		c, err := authhttp.New(a.Options)
+		if err != nil {
+			return nil, fmt.Errorf("auth_http %q: %w", a.Name, err)
+		}
+		out[a.Name] = &proxy.AuthService{Name: a.Name, Client: c, AllowedBackends: a.AllowedBackends, VerifiesPassword: a.VerifiesPassword}
+	}
+	return out, nil
+}
+
 // proxyBackend returns the proxy's Backend of b, with the TLS client
 // configuration that verifies it (reading its CA file).
 func proxyBackend(b *config.Backend) (*proxy.Backend, error) {
@@ -375,14 +420,31 @@ func proxyBackend(b *config.Backend) (*proxy.Backend, error) {
 		}
 		pb.TLSConfig = c
 	}
+	// Each server of a pool is verified against its own host name,
+	// unless server_name names one for them all.
+	if pb.TLS != proxy.TLSNone && len(pb.Servers) > 0 && b.ServerName == "" {
+		pb.ServerTLS = make(map[string]*tls.Config, len(pb.Servers))
+		for _, addr := range pb.Servers {
+			host, _, _ := net.SplitHostPort(addr)
+			c, err := tlsconf.ClientConfig(host, b.CAFile, b.InsecureSkipVerify, tls.VersionTLS12)
+			if err != nil {
+				return nil, fmt.Errorf("backend %q: server %s: %w", b.Name, addr, err)
+			}
+			pb.ServerTLS[addr] = c
+		}
+	}
 	return &pb, nil
 }
 
 // backendAddresses maps each backend of cfg to its address, for the
-// metrics' health report.
+// metrics' health report. Pools (servers) are left out: the "pools" part
+// of /healthz reports their servers (run_pools.go).
 func backendAddresses(cfg *config.Config) map[string]string {
 	m := make(map[string]string, len(cfg.Backends))
 	for _, b := range cfg.Backends {
+		if len(b.Servers) > 0 {
+			continue
+		}
 		m[b.Name] = b.Address
 		if b.OriginalDestination {
 			m[b.Name] = "original destination"

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/popgate/popgate/admin"
+	"github.com/popgate/popgate/authhttp"
 	"github.com/popgate/popgate/cluster"
 	"github.com/popgate/popgate/proxy"
 	"github.com/popgate/popgate/tlsconf"
@@ -60,6 +61,30 @@ type Config struct {
 	// Cluster is the cluster block; nil without one, and then popgate
 	// keeps all its state in the process, as a single instance.
 	Cluster *cluster.Options
+	// AuthHTTP are the auth_http blocks, in file order; a listener's
+	// AuthName names the one it asks.
+	AuthHTTP []AuthHTTP
+}
+
+// AuthHTTP is an auth_http block: the authhttp.Options of its client and
+// the proxy.AuthService settings. The caller builds the authhttp.Client.
+type AuthHTTP struct {
+	Name    string
+	Options authhttp.Options
+	// AllowedBackends are the servers outside backend blocks the service
+	// may name; empty allows only servers of backend blocks.
+	AllowedBackends  []proxy.DestinationRule
+	VerifiesPassword bool
+}
+
+// AuthService returns the auth_http block called name, or nil.
+func (c *Config) AuthService(name string) *AuthHTTP {
+	for i := range c.AuthHTTP {
+		if c.AuthHTTP[i].Name == name {
+			return &c.AuthHTTP[i]
+		}
+	}
+	return nil
 }
 
 // Backend returns the backend called name, or nil.
@@ -107,6 +132,10 @@ type Listener struct {
 	// them into Listener.InterceptCA. "" otherwise.
 	InterceptCACert string
 	InterceptCAKey  string
+	// AuthName names the auth_http block the listener asks about every
+	// login (Config.AuthService); "" for none. The caller sets
+	// Listener.Auth from it.
+	AuthName string
 }
 
 // Backend is a backend block: the proxy.Backend it configures. Its
@@ -118,7 +147,8 @@ type Backend struct {
 	// system roots.
 	CAFile string
 	// ServerName is verified in the backend's certificate; default the
-	// host part of Address.
+	// host part of Address. It stays "" for a pool (servers) without
+	// server_name: each server is then verified against its own host.
 	ServerName         string
 	InsecureSkipVerify bool
 }

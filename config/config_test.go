@@ -189,21 +189,21 @@ func TestFullConfig(t *testing.T) {
 			Backend: proxy.Backend{
 				Name: "local", Address: "127.0.0.1:110", TLS: proxy.TLSNone,
 				Login: proxy.LoginUser, Forward: proxy.ForwardXCLIENT,
-				ConnectTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+				ConnectTimeout: 5 * time.Second, Health: defHealth, ReadTimeout: 30 * time.Second,
 			},
 			ServerName: "127.0.0.1",
 		}, {
 			Backend: proxy.Backend{
 				Name: "dovecot", Address: "localhost:995", TLS: proxy.TLSImplicit,
 				Login: proxy.LoginSASLPlain, Forward: proxy.ForwardProxyV2,
-				ConnectTimeout: 3 * time.Second, ReadTimeout: 2 * time.Minute,
+				ConnectTimeout: 3 * time.Second, Health: defHealth, ReadTimeout: 2 * time.Minute,
 				MasterUser: "popgate", MasterPassword: "not-a-real-password",
 			},
 			CAFile: "testdata/config/ca.pem", ServerName: "mail.internal.example.com",
 		}, {
 			Backend: proxy.Backend{
 				Name: "legacy", Address: "192.0.2.10:110", TLS: proxy.TLSStartTLS,
-				Login: proxy.LoginAPOP, Forward: proxy.ForwardProxyV1, ConnectTimeout: 10 * time.Second,
+				Login: proxy.LoginAPOP, Forward: proxy.ForwardProxyV1, ConnectTimeout: 10 * time.Second, Health: defHealth,
 			},
 			ServerName: "legacy.example.com",
 		}},
@@ -297,7 +297,7 @@ func TestBuiltinConfig(t *testing.T) {
 		Backends: []Backend{{
 			Backend: proxy.Backend{
 				Name: "local", Address: "127.0.0.1:110", TLS: proxy.TLSNone,
-				Login: proxy.LoginUser, Forward: proxy.ForwardNone, ConnectTimeout: 10 * time.Second,
+				Login: proxy.LoginUser, Forward: proxy.ForwardNone, ConnectTimeout: 10 * time.Second, Health: defHealth,
 			},
 			ServerName: "127.0.0.1",
 		}},
@@ -446,3 +446,6 @@ backend "two" {
 		t.Errorf("backend two = %+v; want server name from the address and read_timeout 0 (use limits)", two)
 	}
 }
+
+// defHealth is the health options of a backend that sets none.
+var defHealth = proxy.HealthOptions{FailThreshold: proxy.DefaultFailThreshold, DownBackoff: proxy.DefaultDownBackoff}

@@ -86,6 +86,7 @@ func (b *builder) build(raw *rawFile) *Config {
 	cfg.Backends = b.backends(raw.Backends, body)
 	cfg.Spool = b.spool(raw.Spool)
 	cfg.Filters = b.filters(raw.Filters)
+	cfg.AuthHTTP = b.authHTTP(raw.AuthHTTP) // authhttp.go
 	b.filterSpoolDirs(cfg)
 	cfg.Listeners = b.listeners(raw.Listeners, body, cfg)
 	cfg.Routes.Rules = b.routes(raw.Routes, cfg)
@@ -97,7 +98,9 @@ func (b *builder) build(raw *rawFile) *Config {
 	b.uniqueAddresses(raw)
 	b.masterVerifiers(raw, cfg)
 	b.interceptUses(raw, cfg) // intercept.go
+	b.poolUses(raw, cfg)      // pools.go
 	b.unused(raw, cfg)
+	b.unusedAuth(raw, cfg) // authhttp.go
 	return cfg
 }
 

@@ -61,7 +61,8 @@ func (b *builder) listeners(raws []rawListener, top hcl.Body, cfg *Config) []Lis
 			l.TLSMinVersion = tls.VersionTLS13
 		}
 		l.Limits = b.limits(r.Limits, cfg.Limits)
-		b.interceptListener(r, &l, cfg) // intercept.go
+		b.interceptListener(r, &l, cfg)         // intercept.go
+		l.AuthName = b.listenerAuth(r, &l, cfg) // authhttp.go
 		out = append(out, l)
 	}
 	return out
@@ -139,14 +140,14 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		be := Backend{CAFile: r.CAFile, ServerName: r.ServerName}
 		be.Name, be.Address = r.Name, r.Address
 		host := ""
-		if !b.interceptBackend(r, &be) && b.address(body, "address", r.Address, false, false) { // intercept.go
-			host, _, _ = net.SplitHostPort(r.Address)
+		if !b.interceptBackend(r, &be) { // intercept.go
+			host = b.pool(r, &be) // pools.go
 		}
 		be.TLS = enum(&b.checker, body, "tls", r.TLS, proxy.TLSNone, proxy.TLSNone, proxy.TLSStartTLS, proxy.TLSImplicit)
 		be.InsecureSkipVerify = or(r.InsecureSkipVerify, false)
-		if be.ServerName == "" {
+		if be.ServerName == "" && len(be.Servers) == 0 {
 			be.ServerName = host
-		} else if !validHost(be.ServerName) {
+		} else if has(body, "server_name") && !validHost(be.ServerName) {
 			b.errorf(attrRange(body, "server_name"), "Invalid server_name", "%q is neither a host name nor an IP address.", be.ServerName)
 		}
 		if r.CAFile != "" {
@@ -214,21 +215,27 @@ func (b *builder) masterVerifiers(raw *rawFile, cfg *Config) {
 		}
 		for j := range cfg.Listeners {
 			l := &cfg.Listeners[j]
-			if l.Connect != proxy.ConnectAfterAuth || l.Backend != be.Name && !routed[be.Name] || hasVerifier(cfg, l) {
+			// An auth service may name any backend, by name or address.
+			reachable := l.Backend == be.Name || routed[be.Name] || l.AuthName != ""
+			if l.Connect != proxy.ConnectAfterAuth || !reachable || hasVerifier(cfg, l) {
 				continue
 			}
 			b.errorf(attrRange(raw.Backends[i].Body, "master_user"), "Master login without password check",
 				"Backend %q logs in as master user %q, which the backend trusts to act for any mailbox, but listener %q "+
 					"has nothing that checks the client's password: add an apop filter (its secrets_file verifies "+
-					"USER/PASS, APOP and AUTH PLAIN, LOGIN and CRAM-MD5) to that listener.", be.Name, be.MasterUser, l.Name)
+					"USER/PASS, APOP and AUTH PLAIN, LOGIN and CRAM-MD5) to that listener, or let it ask an auth_http "+
+					"service with verifies_password = true.", be.Name, be.MasterUser, l.Name)
 			break
 		}
 	}
 }
 
 // hasVerifier reports whether listener l applies a filter that verifies
-// client passwords locally.
+// client passwords locally, or asks an auth service that verifies them.
 func hasVerifier(cfg *Config, l *Listener) bool {
+	if a := cfg.AuthService(l.AuthName); a != nil && a.VerifiesPassword {
+		return true
+	}
 	for _, n := range l.FilterNames {
 		if fc := cfg.Filter(n); fc != nil && fc.Type == "apop" {
 			return true
@@ -313,11 +320,13 @@ func addressKey(addr string) (string, bool) {
 // unused warns of backends and filters nothing refers to.
 func (b *builder) unused(raw *rawFile, cfg *Config) {
 	used := cfg.Routes.backends()
+	byService := false // an auth service may name any backend
 	for _, l := range cfg.Listeners {
 		used[l.Backend] = true
+		byService = byService || l.AuthName != ""
 	}
 	for _, r := range raw.Backends {
-		if !used[r.Name] {
+		if !used[r.Name] && !byService {
 			b.warnf(r.LabelRange, "Unused backend", "No listener, route or route map uses backend %q.", r.Name)
 		}
 	}

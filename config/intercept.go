@@ -130,12 +130,16 @@ func (b *builder) interceptBackend(r *rawBackend, be *Backend) bool {
 				b.warnf(attrRange(body, a), "Unused "+a, "%s has no effect without original_destination = true.", a)
 			}
 		}
-		if !has(body, "address") {
+		if !has(body, "address") && !has(body, "servers") {
 			b.errorf(r.LabelRange, "Missing address",
-				"Backend %q needs an address (host:port), unless it is original_destination = true.", r.Name)
+				"Backend %q needs an address (host:port) or servers (a pool), unless it is original_destination = true.", r.Name)
 			return true
 		}
 		return false
+	}
+	if has(body, "servers") {
+		b.errorf(attrRange(body, "servers"), "Servers on an original_destination backend",
+			"An original_destination backend connects wherever each client was going, one destination per session; it takes no servers.")
 	}
 	if has(body, "address") {
 		b.errorf(attrRange(body, "address"), "Address on an original_destination backend",

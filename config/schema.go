@@ -26,6 +26,7 @@ type rawFile struct {
 	Metrics   *rawMetrics   `hcl:"metrics,block"`
 	Spool     *rawSpool     `hcl:"spool,block"`
 	Admin     *rawAdmin     `hcl:"admin,block"`
+	AuthHTTP  []rawAuthHTTP `hcl:"auth_http,block"`
 	Cluster   *rawCluster   `hcl:"cluster,block"`
 
 	Body hcl.Body `hcl:",body"`
@@ -78,6 +79,8 @@ type rawListener struct {
 	InterceptSTLS   *string `hcl:"intercept_stls,optional"`
 	InterceptCACert string  `hcl:"intercept_ca_cert,optional"`
 	InterceptCAKey  string  `hcl:"intercept_ca_key,optional"`
+	// Auth names an auth_http block (authhttp.go).
+	Auth *string `hcl:"auth,optional"`
 
 	Limits *rawLimits `hcl:"limits,block"`
 
@@ -87,18 +90,24 @@ type rawListener struct {
 
 // rawBackend is a backend block.
 type rawBackend struct {
-	Name               string  `hcl:"name,label"`
-	Address            string  `hcl:"address,optional"` // required unless original_destination
-	TLS                *string `hcl:"tls,optional"`
-	CAFile             string  `hcl:"ca_file,optional"`
-	ServerName         string  `hcl:"server_name,optional"`
-	InsecureSkipVerify *bool   `hcl:"insecure_skip_verify,optional"`
-	Login              *string `hcl:"login,optional"`
-	ForwardClient      *string `hcl:"forward_client,optional"`
-	ConnectTimeout     *string `hcl:"connect_timeout,optional"`
-	ReadTimeout        *string `hcl:"read_timeout,optional"`
-	MasterUser         string  `hcl:"master_user,optional"`
-	MasterPassword     string  `hcl:"master_password,optional"`
+	Name    string `hcl:"name,label"`
+	Address string `hcl:"address,optional"` // required unless original_destination or servers
+	// Pools (pools.go).
+	Servers             []string `hcl:"servers,optional"`
+	Balance             *string  `hcl:"balance,optional"`
+	HealthCheckInterval *string  `hcl:"health_check_interval,optional"`
+	FailThreshold       *int     `hcl:"fail_threshold,optional"`
+	DownBackoff         *string  `hcl:"down_backoff,optional"`
+	TLS                 *string  `hcl:"tls,optional"`
+	CAFile              string   `hcl:"ca_file,optional"`
+	ServerName          string   `hcl:"server_name,optional"`
+	InsecureSkipVerify  *bool    `hcl:"insecure_skip_verify,optional"`
+	Login               *string  `hcl:"login,optional"`
+	ForwardClient       *string  `hcl:"forward_client,optional"`
+	ConnectTimeout      *string  `hcl:"connect_timeout,optional"`
+	ReadTimeout         *string  `hcl:"read_timeout,optional"`
+	MasterUser          string   `hcl:"master_user,optional"`
+	MasterPassword      string   `hcl:"master_password,optional"`
 	// Interception (intercept.go).
 	OriginalDestination *bool    `hcl:"original_destination,optional"`
 	AllowedDestinations []string `hcl:"allowed_destinations,optional"`
@@ -191,4 +200,19 @@ type rawMetrics struct {
 	Address string `hcl:"address"`
 
 	Body hcl.Body `hcl:",body"`
+}
+
+// rawAuthHTTP is an auth_http block: an nginx-compatible auth service.
+type rawAuthHTTP struct {
+	Name             string            `hcl:"name,label"`
+	URL              string            `hcl:"url"`
+	Timeout          *string           `hcl:"timeout,optional"`
+	Headers          map[string]string `hcl:"headers,optional"`
+	CacheTTL         *string           `hcl:"cache_ttl,optional"`
+	AllowedBackends  []string          `hcl:"allowed_backends,optional"`
+	VerifiesPassword *bool             `hcl:"verifies_password,optional"`
+	MaxInFlight      *int              `hcl:"max_in_flight,optional"`
+
+	LabelRange hcl.Range `hcl:"name,label_range"`
+	Body       hcl.Body  `hcl:",body"`
 }

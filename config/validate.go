@@ -153,7 +153,11 @@ func (c *checker) integer(body hcl.Body, name string, p *int, def, lo, hi int) i
 // when zeroPort (0 = any free port), else 1..65535; the host is an IP
 // address or a host name, and may be empty only when emptyHost.
 func (c *checker) address(body hcl.Body, name, addr string, emptyHost, zeroPort bool) bool {
-	rng := attrRange(body, name)
+	return c.addressAt(attrRange(body, name), name, addr, emptyHost, zeroPort)
+}
+
+// addressAt checks a host:port value at rng, as address does.
+func (c *checker) addressAt(rng hcl.Range, name, addr string, emptyHost, zeroPort bool) bool {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		c.errorf(rng, "Invalid "+name,

@@ -14,7 +14,8 @@
 #            text stay in the run directory
 #   SCENARIO  run only these: idle tls-idle idle-on-accept floor retr
 #          noop-rtt noop-pipelined retr-pipelined retr-pipelined-uidl
-#          logins concurrent tls-retr scan-retr parser audit-search (default: all; for
+#          logins concurrent tls-retr scan-retr parser audit-search auth-http
+#          fleet (default: all; for
 #          profile: noop-pipelined retr-pipelined retr-pipelined-uidl retr
 #          noop-rtt concurrent logins tls-retr tls-idle)
 #
@@ -25,6 +26,11 @@
 # popgate's TLS listeners without and with audit, stunnel and Dovecot's own
 # POP3S. popload reports medians and ranges over rounds, ratios taken per
 # round.
+#
+# The fleet scenario (integration/bench_fleet.sh) runs two popgate
+# instances behind HAProxy (contrib/haproxy.cfg) with 1,000 active and
+# 5,000 idle sessions, against one instance, one instance behind HAProxy
+# and direct Dovecot, in the same run.
 #
 # It installs and starts the integration environment (setup.sh, start.sh),
 # builds popgate and integration/popload, writes configurations for
@@ -55,7 +61,7 @@ quick | full | profile) ;;
 esac
 [ $# -gt 0 ] && shift
 ONLY=" $* "
-ALL=" idle tls-idle idle-on-accept floor retr noop-rtt noop-pipelined retr-pipelined retr-pipelined-uidl logins concurrent tls-retr scan-retr parser audit-search "
+ALL=" idle tls-idle idle-on-accept floor retr noop-rtt noop-pipelined retr-pipelined retr-pipelined-uidl logins concurrent tls-retr scan-retr parser audit-search auth-http fleet "
 for s in $ONLY; do
 	case $ALL in
 	*" $s "*) ;;
@@ -428,6 +434,12 @@ if [ -s "$RUN/floor-server.log" ]; then
 	grep 'sessions=' "$RUN/floor-server.log" >>"$RUN/machine.txt" || true
 fi
 
+if want fleet; then # two instances behind HAProxy, vs one and direct (bench_fleet.sh)
+	bash "$HERE/bench_fleet.sh" "$([ "$MODE" = quick ] && echo quick || echo full)" "$RUN" "$RUN/bin/popgate" "$POPLOAD" | tee -a "$RUN/machine.txt" || FAILED=$((FAILED + 1))
+fi
+if want auth-http; then # logins through an auth_http service: popgate vs nginx mail (bench_auth_http.sh)
+	bash "$HERE/bench_auth_http.sh" "$([ "$MODE" = quick ] && echo quick || echo full)" "$RUN/auth-http" "$RUN/bin/popgate" | tee -a "$RUN/machine.txt" || FAILED=$((FAILED + 1))
+fi
 if want audit-search; then # `popgate audit search` on a 1 GiB trail (128 MiB quick)
 	bash "$HERE/bench_audit_search.sh" "$([ "$MODE" = quick ] && echo quick || echo full)" "$RUN" "$RUN/bin/popgate" | tee -a "$RUN/machine.txt" || FAILED=$((FAILED + 1))
 fi

@@ -27,6 +27,9 @@ POP3S_WRONG_PORT=11996   # instance C, implicit TLS, certificate for wrong.examp
 POP3_WRONG_PORT=11997    # instance C, plain POP3 whose STLS presents wrong.example
 POP3B_PORT=12110         # instance B, plain POP3
 CLAMD_PORT=13310         # clamd TCP
+# 14140-14149: the fleet tests (integration/harness_fleet_test.go): HAProxy's
+# POP3, POP3S and stats frontends, then two popgate instances' POP3, POP3S
+# and metrics ports. Started and stopped by the tests themselves.
 
 MAIL_USER=popgatemail
 TLS_DIR=$IT_DIR/tls

@@ -2,6 +2,7 @@
 # setup.sh - install what popgate's integration tests need on Debian
 # bookworm: Dovecot (POP3), clamd, client programs used for comparisons,
 # make, nftables (the interception tests' namespaces, integration/netns),
+# rsyslog (the fleet tests ship audit trails with it, contrib/rsyslog-*),
 # headless Chromium, and staticcheck. Idempotent: apt-get runs only
 # when a program is missing.
 # Must run as root. Daemons Debian's scripts may start are never used: the
@@ -13,12 +14,12 @@ set -euo pipefail
 
 log() { printf 'setup.sh: %s\n' "$*" >&2; }
 
-PACKAGES="dovecot-core dovecot-pop3d clamav-daemon clamav fetchmail curl python3 haproxy stunnel4 openssl procps make nftables iproute2 redis-server"
+PACKAGES="dovecot-core dovecot-pop3d clamav-daemon clamav fetchmail curl python3 haproxy stunnel4 openssl procps make nftables iproute2 redis-server rsyslog"
 # Programs (and files) that prove the packages above are installed.
 NEEDED="/usr/sbin/dovecot /usr/bin/doveconf /usr/lib/dovecot/pop3 /usr/lib/dovecot/pop3-login
 /usr/sbin/clamd /usr/bin/clamscan /usr/bin/fetchmail /usr/bin/curl /usr/bin/python3
 /usr/sbin/haproxy /usr/bin/stunnel4 /usr/bin/openssl /usr/bin/pgrep /usr/bin/make
-/usr/sbin/nft /usr/sbin/ip /usr/bin/redis-server /usr/bin/redis-cli"
+/usr/sbin/nft /usr/sbin/ip /usr/bin/redis-server /usr/bin/redis-cli /usr/sbin/rsyslogd"
 
 missing=""
 for f in $NEEDED; do

@@ -19,6 +19,8 @@
 #   C  127.0.0.1:11996 POP3S and :11997 POP3+STLS presenting a certificate for
 #      "wrong.example" (same CA); A's users and mailboxes
 #   clamd 127.0.0.1:13310 and a unix socket; one signature: the EICAR string
+#   pool  127.0.0.1:14110-14112, three interchangeable Dovecots on one mail
+#      root (integration/pools.sh)
 set -euo pipefail
 # shellcheck source=integration/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -392,6 +394,9 @@ else
 fi
 # Daemons were started without fd 8, so releasing it releases the lock.
 exec 8>&-
+# The backend pool's Dovecot instances (ports 14110-14113), with a state
+# and env lines of their own.
+bash "$IT_HERE/pools.sh" start
 if [ -f "$IT_HERE/pebble.sh" ]; then
 	bash "$IT_HERE/pebble.sh" start
 fi

@@ -18,6 +18,7 @@ set -euo pipefail
 		set_env_lines
 	fi
 ) 8>"$IT_DIR/.start.lock"
+bash "$IT_HERE/pools.sh" stop 2>/dev/null || it_log "pools.sh stop failed"
 if [ -f "$IT_HERE/pebble.sh" ]; then
 	bash "$IT_HERE/pebble.sh" stop 2>/dev/null || it_log "pebble.sh stop failed"
 fi

@@ -5,14 +5,21 @@
 //     (sessions, logins, commands, octets, backend dials, scanner
 //     verdicts, throttling, reloads, lost audit records) and the Go and
 //     process collectors;
-//   - /healthz: JSON saying whether each backend of the running
-//     configuration was reachable recently (the last real connection
-//     within 30 seconds, else a fresh TCP probe); 503 when one is not;
+//   - /healthz: JSON for operators saying whether each backend of the
+//     running configuration was reachable recently (the last real
+//     connection within 30 seconds, else a fresh TCP probe), the state of
+//     every part registered with SetHealthPart, the parts that are
+//     degraded by name, and the readiness; 503 when anything is degraded;
+//   - /readyz: for load balancers, 200 while the instance accepts
+//     sessions, 503 before its listeners are bound and from the moment a
+//     SIGTERM drain starts (ready.go). A degraded part never makes it 503,
+//     so a Redis or backend outage cannot make a load balancer drop every
+//     instance at once;
 //   - /status: a read-only HTML page for people (status.go): sessions by
 //     listener and backend, backend health, logins, failures and
 //     throttling over the last 15 minutes (status_window.go), scanner
 //     verdicts and certificate expiry. Off loopback it needs the admin
-//     token; /metrics and /healthz never do.
+//     token; /metrics, /healthz and /readyz never do.
 //
 // The proxy feeds it through proxy.Hooks (Server.Hooks), which include
 // the scanner verdicts that travel on each exchange. Every label is either

@@ -21,9 +21,12 @@ const healthWindow = 30 * time.Second
 
 // healthReport is the JSON body of /healthz.
 type healthReport struct {
-	Status   string                   `json:"status"`
-	Sessions int                      `json:"sessions"`
-	Backends map[string]backendStatus `json:"backends"`
+	Status string `json:"status"`
+	// Readiness is what /readyz says: "starting", "ready" or "draining".
+	// It does not change Status or the HTTP status of /healthz.
+	Readiness string                   `json:"readiness"`
+	Sessions  int                      `json:"sessions"`
+	Backends  map[string]backendStatus `json:"backends"`
 	// Parts holds the detail of every part registered with SetHealthPart,
 	// by name.
 	Parts map[string]any `json:"parts,omitempty"`
@@ -70,8 +73,12 @@ type backendStatus struct {
 	Error     string    `json:"error,omitempty"`
 }
 
-// serveHealth reports whether each backend was reachable recently: the
-// last real connection within healthWindow, else a fresh TCP probe.
+// serveHealth reports whether each backend was reachable recently (the
+// last real connection within healthWindow, else a fresh TCP probe) and
+// the state of every registered part. It answers 503 when anything is
+// degraded, so that an operator's monitoring (check_http, blackbox
+// exporter) alerts on it; load balancers must ask /readyz instead, which
+// a degraded part never turns to 503 (docs/CLUSTER.md).
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	_, rep := s.checkHealth()
 	w.Header().Set("Content-Type", "application/json")
@@ -98,7 +105,7 @@ func (s *Server) checkHealth() (map[string]string, healthReport) {
 	}
 	s.mu.Unlock()
 
-	rep := healthReport{Status: "ok", Backends: map[string]backendStatus{}}
+	rep := healthReport{Status: "ok", Readiness: s.Readiness().String(), Backends: map[string]backendStatus{}}
 	if srv != nil {
 		rep.Sessions = srv.Sessions()
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,8 +21,9 @@ import (
 )
 
 // Server records popgate's metrics and serves them on /metrics, with
-// backend health on /healthz. It is safe for concurrent use. A nil
-// *Server is valid and records nothing.
+// backend health on /healthz and readiness for load balancers on /readyz.
+// It is safe for concurrent use. A nil *Server is valid and records
+// nothing.
 type Server struct {
 	logger hclog.Logger
 	reg    *prometheus.Registry
@@ -39,6 +41,9 @@ type Server struct {
 	throttled     *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	auditErrors   *prometheus.CounterVec
+
+	// ready is the Readiness of /readyz, written by SetReadiness only.
+	ready atomic.Int32
 
 	mu       sync.Mutex
 	backends map[string]string // name -> address, of the running configuration
@@ -104,8 +109,8 @@ func New(logger hclog.Logger) *Server {
 	return s
 }
 
-// Serve listens on address (host:port) and serves /metrics, /healthz and
-// /status on a goroutine of its own until Close.
+// Serve listens on address (host:port) and serves /metrics, /healthz,
+// /readyz and /status on a goroutine of its own until Close.
 func (s *Server) Serve(address string) error {
 	ln, err := net.Listen("tcp", address)
 	if err != nil {
@@ -114,6 +119,7 @@ func (s *Server) Serve(address string) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", s.serveHealth)
+	mux.HandleFunc("/readyz", s.serveReady)
 	s.status.loopback = isLoopback(ln.Addr())
 	mux.HandleFunc("/status", s.serveStatus)
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

@@ -47,7 +47,11 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 	case "AUTH":
 		return s.serveSASL(ctx, ex)
 	case "APOP":
-		ex.Response = parser.Err("", "APOP is not enabled on this server")
+		if s.lst.Auth == nil || s.info.Timestamp == "" {
+			ex.Response = parser.Err("", "APOP is not enabled on this server")
+			return nil
+		}
+		return s.serviceAPOP(ctx, ex) // authservice_sasl.go
 	default:
 		ex.Response = parser.Err("", "unknown command")
 	}
@@ -56,9 +60,16 @@ func (s *session) serveAuthorization(ctx context.Context, ex *filters.Exchange) 
 
 // login routes the pending login to a backend, connects and logs in
 // there. The password is forgotten afterwards whatever the outcome.
+//
+// The order: login rewriting filters first; then, on a listener with an
+// auth service, the service, asked with the name the client typed (as
+// nginx does), whose Auth-User replaces the backend login and whose
+// Auth-Server chooses the server; route_map and route blocks apply only
+// when the service named no server (authservice.go).
 func (s *session) login(ctx context.Context) parser.Response {
 	l := &s.info.Login
-	defer func() { l.Password = "" }()
+	clientPass, digest := l.Password, s.auth.salt != ""
+	defer func() { l.Password, clientPass, s.auth.salt = "", "", "" }()
 	if l.BackendUser == "" {
 		l.BackendUser = l.User
 	}
@@ -71,29 +82,50 @@ func (s *session) login(ctx context.Context) parser.Response {
 	if s.loginBlocked() {
 		return parser.ErrorResponse(errBlocked())
 	}
-	name := s.lst.Backend
-	if s.cfg.Router != nil {
-		if n := s.cfg.Router.Route(l.BackendUser); n != "" {
-			name = n
-		}
-	}
-	b, ok := s.cfg.Backends[name]
-	if !ok {
-		s.log.Error("route names an unknown backend", "backend", name)
-		return parser.Err(parser.CodeSysTemp, "backend unavailable, try again later")
-	}
-	l.Backend = name
-	s.chargeLogin()
-	// A master login acts for whoever the client claims to be: the client
-	// must prove it here first, before any backend is contacted.
+	var t target
 	pf := unproven
-	if b.MasterUser != "" {
-		if pf = s.verifyLocally(l); pf != byVerifier {
+	if s.lst.Auth != nil {
+		s.chargeLogin()
+		var verified bool
+		var resp parser.Response
+		var ok bool
+		if t, verified, resp, ok = s.askService(ctx); !ok {
+			return resp
+		}
+		if verified {
+			pf = byVerifier
+		}
+	} else {
+		name := s.routeName(l.BackendUser)
+		b, ok := s.cfg.Backends[name]
+		if !ok {
+			s.log.Error("route names an unknown backend", "backend", name)
+			return parser.Err(parser.CodeSysTemp, "backend unavailable, try again later")
+		}
+		t.b = b
+		s.chargeLogin()
+	}
+	b, name := t.b, t.b.Name
+	l.Backend = name
+	// A master login acts for whoever the client claims to be: the client
+	// must prove it here first, before any backend is contacted. A digest
+	// the session passed to the service is no password to check locally.
+	if b.MasterUser != "" && pf != byVerifier {
+		if !digest {
+			pf = s.verifyLocally(&filters.Login{User: l.User, Password: clientPass})
+		}
+		if pf != byVerifier {
 			s.log.Info("password not verified for a master login", "user", l.User, "backend", name)
 			return parser.Err(parser.CodeAuth, "authentication failed")
 		}
 	}
-	bc, err := s.dial(ctx, b)
+	var bc *backendConn
+	var err error
+	if t.addr != "" {
+		bc, err = s.dialAddress(ctx, b, t.addr) // pinned: no pool choice, no failover
+	} else {
+		bc, err = s.dial(ctx, b)
+	}
 	if err != nil {
 		s.log.Warn("backend unavailable", "backend", name, "error", err)
 		return parser.ErrorResponse(err)
@@ -106,6 +138,11 @@ func (s *session) login(ctx context.Context) parser.Response {
 	}
 	if err != nil {
 		bc.close()
+		if bc.server != nil {
+			// Counted against the server, but never retried: the
+			// credentials may have reached it (pool_dial.go).
+			bc.server.failed(err, "login")
+		}
 		s.log.Warn("backend login conversation failed", "backend", name, "error", err)
 		return parser.Err(parser.CodeSysTemp, "backend unavailable, try again later")
 	}
@@ -153,7 +190,7 @@ func (s *session) localCapa() string {
 // offersAPOP reports whether this listener verifies APOP (and CRAM-MD5):
 // then the greeting carries a timestamp and CAPA lists CRAM-MD5. Clients
 // try APOP whenever they see a timestamp, so it is offered only then.
-func (s *session) offersAPOP() bool { return s.timestampSource() != nil }
+func (s *session) offersAPOP() bool { return s.timestampSource() != nil || s.lst.Auth != nil }
 
 // TimestampSource is implemented by a filter that verifies APOP: it makes
 // the greeting's timestamp, so it can also choose its host part.
@@ -247,6 +284,11 @@ func (s *session) serveSASL(ctx context.Context, ex *filters.Exchange) error {
 			return parser.NewError("", "empty user name", nil)
 		}
 		*l = filters.Login{User: string(user), BackendUser: string(user), Password: string(pw), Mechanism: "login"}
+	case "CRAM-MD5":
+		if s.lst.Auth == nil {
+			return parser.NewError("", "unsupported authentication mechanism", nil)
+		}
+		return s.serviceCRAM(ctx, ex, hasIR) // authservice_sasl.go
 	default:
 		return parser.NewError("", "unsupported authentication mechanism", nil)
 	}

@@ -22,6 +22,7 @@ import (
 // backendConn is a connection to a backend POP3 server.
 type backendConn struct {
 	name      string
+	addr      string // the server's host:port
 	conn      net.Conn
 	tc        *timeoutConn // moves deadlines; its timeouts are set once dialled
 	r         *parser.Reader
@@ -29,11 +30,20 @@ type backendConn struct {
 	greeting  parser.Response
 	timestamp string      // APOP timestamp of the greeting, with brackets
 	stop      func() bool // releases the close-on-session-end hook
+	// server is the pool server's state, nil for a pinned or
+	// original-destination connection; release, when set, ends the
+	// connection's count on it (least-conn); close calls it once.
+	server  *serverState
+	release func()
 }
 
 func (b *backendConn) close() {
 	if b.stop != nil {
 		b.stop()
+	}
+	if b.release != nil {
+		b.release()
+		b.release = nil
 	}
 	b.conn.Close()
 }
@@ -46,25 +56,56 @@ func errBackend(err error) error {
 
 var timestampRE = regexp.MustCompile(`<[^<>@\s]+@[^<>\s]+>`)
 
-// dial connects to backend b: TCP, then the PROXY header, implicit TLS,
-// the greeting, STLS and XCLIENT as configured. Credentials are never sent
-// here, so a backend that fails verification never sees any.
+// dial connects to backend b: its pool chooses a server (pool.go), and a
+// server that cannot be reached is passed over for the next one within
+// b's connect timeout (dialPool). Each attempt is TCP, then the PROXY
+// header, implicit TLS, the greeting, STLS and XCLIENT as configured.
+// Credentials are never sent here, so a backend that fails verification
+// never sees any, and a failover never sends a password twice.
 func (s *session) dial(ctx context.Context, b *Backend) (*backendConn, error) {
 	start := time.Now()
-	bc, err := s.dialBackend(ctx, b)
+	var bc *backendConn
+	var err error
+	if b.OriginalDestination {
+		bc, err = s.dialBackend(ctx, b, "", time.Time{})
+	} else {
+		bc, err = s.dialPool(ctx, b)
+	}
 	if h := s.cfg.Hooks.BackendDial; h != nil {
 		h(b.Name, time.Since(start), err)
 	}
 	if err != nil {
-		return nil, errBackend(fmt.Errorf("backend %q (%s): %w", b.Name, s.backendAddress(b), err))
+		return nil, errBackend(fmt.Errorf("backend %q: %w", b.Name, err))
 	}
 	return bc, nil
 }
 
-func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, error) {
+// dialAddress connects to the server at addr with backend b's settings
+// (TLS, forward_client, timeouts, login), pinned: no pool choice and no
+// failover. It is for a server chosen outside the pool, such as one an
+// auth service names.
+func (s *session) dialAddress(ctx context.Context, b *Backend, addr string) (*backendConn, error) {
+	start := time.Now()
+	bc, err := s.dialBackend(ctx, b, addr, time.Time{})
+	if h := s.cfg.Hooks.BackendDial; h != nil {
+		h(b.Name, time.Since(start), err)
+	}
+	if err != nil {
+		return nil, errBackend(fmt.Errorf("backend %q (%s): %w", b.Name, addr, err))
+	}
+	return bc, nil
+}
+
+// dialBackend makes one attempt at the server at addr ("" for an
+// original-destination backend), giving up at deadline when it is set
+// and earlier than b's connect timeout.
+func (s *session) dialBackend(ctx context.Context, b *Backend, addr string, deadline time.Time) (*backendConn, error) {
 	connectTimeout := b.ConnectTimeout
 	if connectTimeout <= 0 {
 		connectTimeout = DefaultConnectTimeout
+	}
+	if !deadline.IsZero() {
+		connectTimeout = min(connectTimeout, time.Until(deadline))
 	}
 	readTimeout := b.ReadTimeout
 	if readTimeout <= 0 {
@@ -73,7 +114,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	dctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	var d net.Dialer
-	addr := b.Address
+	tlsConf := b.tlsConfigFor(addr)
 	if b.OriginalDestination { // intercept.go
 		dst := addrPort(s.info.OriginalDest)
 		if !dst.IsValid() {
@@ -83,6 +124,9 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 		if b.SpoofSource {
 			d = spoofDialer(addrPort(s.info.ClientAddr))
 		}
+	}
+	if s.intercepting() {
+		tlsConf = s.backendTLSConfig(b)
 	}
 	conn, err := d.DialContext(dctx, "tcp", addr)
 	if err != nil {
@@ -111,7 +155,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	}
 	mode := s.backendTLSMode(b) // intercept_stls.go
 	if mode == TLSImplicit {
-		tc := tls.Client(conn, s.backendTLSConfig(b))
+		tc := tls.Client(conn, tlsConf)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			return nil, fmt.Errorf("TLS handshake: %w", err)
 		}
@@ -120,6 +164,7 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	// Until the backend is ready the absolute connect deadline bounds every
 	// read and write; the per-read timeout takes over afterwards.
 	bc := newBackendConn(b.Name, conn, 0)
+	bc.addr = addr
 	g, err := bc.r.ReadResponse()
 	if err != nil {
 		return nil, fmt.Errorf("reading greeting: %w", err)
@@ -140,12 +185,13 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 		if bc.r.Buffered() > 0 {
 			return nil, errors.New("backend sent data after accepting STLS")
 		}
-		tc := tls.Client(conn, s.backendTLSConfig(b))
+		tc := tls.Client(conn, tlsConf)
 		if err := tc.HandshakeContext(dctx); err != nil {
 			return nil, fmt.Errorf("STLS handshake: %w", err)
 		}
 		conn = tc
 		bc = newBackendConn(b.Name, conn, 0)
+		bc.addr = addr
 		bc.greeting, bc.timestamp = g, timestampRE.FindString(g.Text)
 	}
 	if b.Forward == ForwardXCLIENT && g.Code == "XCLIENT" {
@@ -164,15 +210,6 @@ func (s *session) dialBackend(ctx context.Context, b *Backend) (*backendConn, er
 	bc.stop = stop
 	ok = true
 	return bc, nil
-}
-
-// backendAddress is where backend b connects for this session: its
-// Address, or the client's original destination.
-func (s *session) backendAddress(b *Backend) string {
-	if b.OriginalDestination && s.info.OriginalDest != nil {
-		return s.info.OriginalDest.String()
-	}
-	return b.Address
 }
 
 func newBackendConn(name string, conn net.Conn, readTimeout time.Duration) *backendConn {

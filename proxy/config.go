@@ -82,13 +82,26 @@ const (
 	InterceptSTLSRefuse
 )
 
-// Backend is one backend POP3 server.
+// Backend is one backend POP3 server, or a pool of interchangeable ones
+// (pool.go).
 type Backend struct {
 	Name    string
-	Address string // host:port
-	TLS     TLSMode
+	Address string // host:port; unused when Servers is set
+	// Servers makes the backend a pool: each session picks one of these
+	// host:port addresses by Balance and fails over to the next one when
+	// it cannot be reached (pool.go). Empty means Address is a pool of one.
+	Servers []string
+	// Balance says how a pool's sessions pick their server.
+	Balance Balance
+	// Health tunes the servers' health checks (pool_health.go).
+	Health HealthOptions
+	TLS    TLSMode
 	// TLSConfig verifies the backend for TLSStartTLS and TLSImplicit.
-	TLSConfig      *tls.Config
+	TLSConfig *tls.Config
+	// ServerTLS, when it has an entry for a server's address, verifies
+	// that server instead of TLSConfig (each pool server is checked
+	// against its own host name).
+	ServerTLS      map[string]*tls.Config
 	Login          LoginMethod
 	Forward        ForwardMode
 	ConnectTimeout time.Duration // zero means 10s
@@ -186,6 +199,9 @@ type Listener struct {
 	// InterceptCA is the organisation's CA that mints per-destination
 	// certificates for InterceptSTLSInspect; nil otherwise.
 	InterceptCA *tls.Certificate
+	// Auth, when set on an after-auth listener, is asked about every
+	// login (authservice.go); nil means popgate's own routing only.
+	Auth *AuthService
 
 	ch *filters.Chain // Filters as a chain, built once when the server takes the Config
 	// originalDest, when set, replaces the kernel's answer to where an

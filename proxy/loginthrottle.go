@@ -133,6 +133,17 @@ func (s *session) loginDelay(x *exchange) time.Duration {
 	if s.info.State() == filters.Transaction && !x.alone {
 		return 0 // a pipelined exchange: no login in flight
 	}
+	wait := s.auth.wait // the auth service's Auth-Wait for a refusal
+	s.auth.wait = 0
+	d := s.settleLogin(x, cmd, resp)
+	if resp.Status == parser.StatusErr {
+		d = max(d, wait)
+	}
+	return d
+}
+
+// settleLogin is loginDelay without the auth service's Auth-Wait.
+func (s *session) settleLogin(x *exchange, cmd parser.Command, resp parser.Response) time.Duration {
 	charge := s.auth.charge
 	s.auth.charge = nil
 	if s.auth.blocked {

@@ -74,9 +74,9 @@ func (s *session) publish() {
 	v.login.Password = ""
 	if s.be == nil {
 		v.login.Backend = ""
-	} else if b, ok := s.cfg.Backends[s.be.name]; ok {
+	} else {
 		v.login.Backend = s.be.name
-		v.backendAddr = b.Address
+		v.backendAddr = s.be.addr
 	}
 	s.view.Store(v)
 }

@@ -33,9 +33,10 @@ type Server struct {
 	nextID    atomic.Uint64
 	idPrefix  string
 	throttle  *throttle
-	state     LoginState // the throttle's counters and the users' sessions (loginstate.go); set before Start
 	blocks    blockList  // block.go
 	hosts     hostAddrs  // the host's addresses, for intercept deny-lists (destination.go)
+	pools     *poolSet   // every backend's servers and their health, across reloads (pool.go)
+	state     LoginState // the throttle's counters and the users' sessions (loginstate.go); set before Start
 }
 
 type boundListener struct {
@@ -60,6 +61,7 @@ func New(logger hclog.Logger) *Server {
 		perLst:    make(map[string]int),
 		idPrefix:  fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff),
 		throttle:  newThrottle(),
+		pools:     newPoolSet(logger),
 	}
 	s.SetLoginState(nil)
 	return s
@@ -71,7 +73,6 @@ func (s *Server) Start(cfg *Config) error {
 	if err := checkConfig(cfg); err != nil {
 		return err
 	}
-	s.cfg.Store(cfg)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var bound []*boundListener
@@ -85,6 +86,8 @@ func (s *Server) Start(cfg *Config) error {
 		}
 		bound = append(bound, bl)
 	}
+	s.cfg.Store(cfg)
+	s.pools.update(cfg)
 	for _, bl := range bound {
 		s.serve(bl)
 	}
@@ -123,6 +126,7 @@ func (s *Server) Reload(cfg *Config) error {
 		}
 		added = append(added, bl)
 	}
+	s.pools.update(cfg)
 	if old := s.cfg.Swap(cfg); old != cfg && s.perCfg[old] == 0 {
 		defer retire(old) // after s.mu is released
 	}
@@ -307,6 +311,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		bl.ln.Close()
 	}
 	s.mu.Unlock()
+	s.pools.close()
 	s.acceptWG.Wait()
 
 	done := make(chan struct{})

@@ -110,6 +110,9 @@ type authState struct {
 	sasl        *passthroughSASL // the on-accept AUTH exchange in progress
 	callBody    io.Reader        // body of a filter's last Backend call, drained before the next
 	blocked     bool             // the login in progress was refused by the block list (block.go)
+	attempts    int              // logins sent to the auth service (Auth-Login-Attempt)
+	salt        string           // APOP timestamp or CRAM-MD5 challenge of a digest login for the auth service
+	wait        time.Duration    // the auth service's Auth-Wait for the refusal in progress
 	lease       *SessionLease    // the user's session lease, released by finish (loginthrottle.go)
 }
 
@@ -347,6 +350,10 @@ func (s *session) greet() bool {
 		g = parser.OK("POP3 server ready")
 		if ts := s.timestampSource(); ts != nil {
 			s.info.Timestamp = ts.NewTimestamp()
+			g.Text += " " + s.info.Timestamp
+		} else if s.lst.Auth != nil {
+			// The auth service verifies APOP with Auth-Salt.
+			s.info.Timestamp = serviceTimestamp()
 			g.Text += " " + s.info.Timestamp
 		}
 	}

@@ -69,5 +69,7 @@ func newAdminRecord(a AdminAction, now time.Time) *adminRecord {
 // shows who was thrown out or shut out, and when. A closed filter loses
 // the record like any other (see Close).
 func (f *Filter) RecordAdmin(a AdminAction) {
-	f.record(newAdminRecord(a, time.Now()))
+	rec := newAdminRecord(a, time.Now())
+	rec.Instance = f.cfg.Instance
+	f.record(rec)
 }

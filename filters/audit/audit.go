@@ -29,6 +29,12 @@ type Config struct {
 	// SyncInterval is the period of SyncInterval; 0 means
 	// DefaultSyncInterval.
 	SyncInterval time.Duration
+	// Instance names this popgate instance in every record ("instance",
+	// after "event"), so that trails shipped from a fleet to one place
+	// still say which instance wrote each record. main sets it from the
+	// cluster block's instance; "" (no cluster) writes no field, and the
+	// records are those of a single popgate.
+	Instance string
 	// OnWriteError, when set, is called for every record that could not
 	// be written (the writer logs the first of a run of failures), so
 	// that no record is lost without being counted.

@@ -3,8 +3,10 @@
 //
 // Every record is one JSON object (RFC 8259) on one line, with snake_case
 // field names. Every record starts with "time" (RFC 3339 with nanoseconds,
-// UTC), "event", "session" (the session id), "client" (the real client
-// address, ip:port, after the PROXY protocol) and "listener". The events:
+// UTC), "event", "instance" (only when Config.Instance is set: the
+// cluster's name of this popgate instance), "session" (the session id),
+// "client" (the real client address, ip:port, after the PROXY protocol)
+// and "listener". The events:
 //
 //   - session_start: local, tls_version, tls_cipher, sni (empty in
 //     plaintext).
@@ -83,7 +85,9 @@
 // skipped. Any other break is an edit, a removal or damage not yet seen.
 //
 // Files: a writer owns one audit file and holds it under an exclusive
-// flock(2), so a second process on the same file fails at New (ErrLocked).
+// flock(2), so a second process on the same file fails at New (ErrLocked):
+// in a cluster every instance writes a chain of its own, in a file of its
+// own, and `popgate audit verify` checks each file as its own chain.
 // Filters of one process on the same path share its writer (and its chain,
 // and the strictest of their sync policies); the last Close closes it.
 // Sync policies: SyncInterval (default, fsync at most every SyncInterval,

@@ -35,6 +35,9 @@ func (h *header) appendJSON(b []byte) []byte {
 	b = h.Time.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, '"')
 	b = appendStr(b, "event", h.Event)
+	if h.Instance != "" {
+		b = appendStr(b, "instance", h.Instance)
+	}
 	b = appendStr(b, "session", h.Session)
 	b = appendStr(b, "client", h.Client)
 	if h.OriginalDst != "" {

@@ -42,7 +42,7 @@ func TestRecordsEncodeAsEncodingJSON(t *testing.T) {
 	for i, str := range awkward {
 		h := header{
 			Time:  time.Date(2026, 12, 1, 23, 4, 5, i*123456789%1e9, time.UTC),
-			Event: str, Session: str, Client: str, OriginalDst: str, Listener: str,
+			Event: str, Instance: str, Session: str, Client: str, OriginalDst: str, Listener: str,
 		}
 		n := int64(i*1000 - 3)
 		recs := []jsonRecord{

@@ -69,7 +69,7 @@ func acquire(f *Filter, cfg Config) (*writer, error) {
 	defer files.Unlock()
 	w := files.m[key]
 	if w == nil {
-		if w, err = newWriter(cfg.Path, key, cfg.Chain, f.logger); err != nil {
+		if w, err = newWriter(cfg.Path, key, cfg.Instance, cfg.Chain, f.logger); err != nil {
 			return nil, err
 		}
 		files.m[key] = w

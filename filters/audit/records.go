@@ -37,6 +37,7 @@ const (
 type header struct {
 	Time        time.Time `json:"time"`
 	Event       string    `json:"event"`
+	Instance    string    `json:"instance,omitempty"` // Config.Instance
 	Session     string    `json:"session"`
 	Client      string    `json:"client"`
 	OriginalDst string    `json:"original_dst,omitempty"` // where an intercepted client meant to go (filters.Session.OriginalDest)

@@ -58,8 +58,9 @@ type Match struct {
 	Raw   []byte // the line as it is in the file, without its newline
 	Time  time.Time
 	Event string
-	// Session, Client and Listener are the record's header fields.
-	Session, Client, Listener string
+	// Instance, Session, Client and Listener are the record's header
+	// fields (Instance "" when the record names none).
+	Instance, Session, Client, Listener string
 	// User is the session's user as its auth record names it (the
 	// client user, then the backend user when it differs, joined by
 	// "->"), or the record's own user field.
@@ -232,21 +233,26 @@ func (s *Searcher) record(file string, num int, mark string, line []byte) error 
 	m := Match{File: file, Line: num, Chain: mark, Raw: line}
 	if !parseHeader(line, &m) {
 		var h struct {
-			Time                      time.Time `json:"time"`
-			Event                     string    `json:"event"`
-			Session, Client, Listener string
+			Time                                time.Time `json:"time"`
+			Event                               string    `json:"event"`
+			Instance, Session, Client, Listener string
 		}
 		if json.Unmarshal(line, &h) != nil {
 			return nil
 		}
-		m.Time, m.Event, m.Session, m.Client, m.Listener = h.Time, h.Event, h.Session, h.Client, h.Listener
+		m.Time, m.Event, m.Instance, m.Session, m.Client, m.Listener = h.Time, h.Event, h.Instance, h.Session, h.Client, h.Listener
 	}
 	var st *searchSession
+	// Session ids are unique within an instance only.
+	key := m.Session
+	if m.Instance != "" {
+		key = m.Instance + "\x00" + m.Session
+	}
 	if m.Session != "" {
-		st = s.sessions[m.Session]
+		st = s.sessions[key]
 		if st == nil && (m.Event == EventAuth || len(s.q.Users) > 0 || len(s.msgs) > 0) {
 			st = &searchSession{}
-			s.sessions[m.Session] = st
+			s.sessions[key] = st
 		}
 	}
 	ownUser := false
@@ -277,7 +283,7 @@ func (s *Searcher) record(file string, num int, mark string, line []byte) error 
 		m.User = st.user
 	}
 	if m.Event == EventSessionEnd && st != nil {
-		defer delete(s.sessions, m.Session)
+		defer delete(s.sessions, key)
 	}
 	if !s.matches(&m, st, line) {
 		return nil
@@ -427,14 +433,18 @@ func knownEvent(e string) bool {
 }
 
 // parseHeader reads the header popgate writes first in every record
-// (`{"time":"…","event":"…","session":"…","client":"…","listener":"…"`)
-// without a JSON decoder, when every one of its strings is plain ASCII
-// without escapes; ok is false for any other line.
+// (`{"time":"…","event":"…","instance":"…","session":"…","client":"…",
+// "listener":"…"`, instance optional) without a JSON decoder, when every
+// one of its strings is plain ASCII without escapes; ok is false for any
+// other line.
 func parseHeader(line []byte, m *Match) bool {
 	rest := line
-	var vals [5][]byte
-	for i, key := range [...]string{`{"time":`, `,"event":`, `,"session":`, `,"client":`, `,"listener":`} {
+	var vals [6][]byte
+	for i, key := range [...]string{`{"time":`, `,"event":`, `,"instance":`, `,"session":`, `,"client":`, `,"listener":`} {
 		if !bytes.HasPrefix(rest, []byte(key)) {
+			if i == 2 {
+				continue // no instance
+			}
 			return false
 		}
 		rest = rest[len(key):]
@@ -455,6 +465,7 @@ func parseHeader(line []byte, m *Match) bool {
 	if err != nil {
 		return false
 	}
-	m.Time, m.Event, m.Session, m.Client, m.Listener = t, string(vals[1]), string(vals[2]), string(vals[3]), string(vals[4])
+	m.Time, m.Event, m.Instance = t, string(vals[1]), string(vals[2])
+	m.Session, m.Client, m.Listener = string(vals[3]), string(vals[4]), string(vals[5])
 	return true
 }

@@ -48,6 +48,7 @@ type session struct {
 	// The header fields, set when the state is made and never changed.
 	id, client, listener string
 	originalDst          string // filters.Session.OriginalDest, "" when not intercepting
+	instance             string // Config.Instance of the filter
 
 	mu       sync.Mutex
 	seq      int64 // exchanges seen so far
@@ -70,8 +71,8 @@ type session struct {
 	head  int
 }
 
-func newSession(s *filters.Session) *session {
-	st := &session{uids: make(map[int]string)}
+func newSession(s *filters.Session, instance string) *session {
+	st := &session{uids: make(map[int]string), instance: instance}
 	if s != nil {
 		st.id, st.client, st.listener = s.ID, addrString(s.ClientAddr), s.Listener
 		st.originalDst = addrString(s.OriginalDest)
@@ -86,7 +87,7 @@ func (f *Filter) state(s *filters.Session) *session {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.orphans == nil {
-			f.orphans = newSession(nil)
+			f.orphans = newSession(nil, f.cfg.Instance)
 		}
 		return f.orphans
 	}
@@ -99,14 +100,14 @@ func (f *Filter) state(s *filters.Session) *session {
 	if st, ok := s.Value(key).(*session); ok {
 		return st
 	}
-	st := newSession(s)
+	st := newSession(s, f.cfg.Instance)
 	s.SetValue(key, st)
 	return st
 }
 
 // header returns the start of a record of the session.
 func (st *session) header(event string, now time.Time) header {
-	return header{Time: now.UTC(), Event: event, Session: st.id, Client: st.client, OriginalDst: st.originalDst, Listener: st.listener}
+	return header{Time: now.UTC(), Event: event, Instance: st.instance, Session: st.id, Client: st.client, OriginalDst: st.originalDst, Listener: st.listener}
 }
 
 // begin numbers the exchange e, queues it until its Finish when queue is

@@ -19,7 +19,7 @@ var ErrClosed = errors.New("audit: closed")
 
 // ErrLocked is returned by New and Reopen when the audit file is locked by
 // another process, or by another open of the same file (a link) in this one.
-var ErrLocked = errors.New("audit: file is locked by another process (is another popgate writing it?)")
+var ErrLocked = errors.New("audit: file is locked by another process (is another popgate instance writing it? every instance needs an audit file of its own)")
 
 // fileMode is the mode of a newly created audit file: audit trails name
 // users and addresses, so they are not world-readable.
@@ -89,6 +89,9 @@ type writer struct {
 	failing bool   // the last write failed; logged once until it recovers
 	dropped int64  // records lost while failing
 	gapLine []byte // the line of a chain_break record
+	// instance is the Config.Instance of the Filter that opened the
+	// writer (one process is one instance), for chain_break records.
+	instance string
 
 	// Sync policy: the strictest of the Filters using the writer.
 	users    map[*Filter]syncSetting
@@ -100,8 +103,8 @@ type writer struct {
 	done     chan struct{} // closed when syncLoop has returned
 }
 
-func newWriter(path, key string, chain bool, logger hclog.Logger) (*writer, error) {
-	w := &writer{path: path, key: key, logger: logger, users: map[*Filter]syncSetting{}}
+func newWriter(path, key, instance string, chain bool, logger hclog.Logger) (*writer, error) {
+	w := &writer{path: path, key: key, instance: instance, logger: logger, users: map[*Filter]syncSetting{}}
 	if path == "-" {
 		w.out = os.Stdout
 		return w, nil
@@ -370,7 +373,7 @@ func (w *writer) recordGap() error {
 		n++
 	}
 	rec := &chainBreakRecord{
-		header:        header{Time: time.Now().UTC(), Event: EventChainBreak},
+		header:        header{Time: time.Now().UTC(), Event: EventChainBreak, Instance: w.instance},
 		Reason:        g.reason,
 		SkippedOffset: g.offset,
 		SkippedBytes:  n,

@@ -26,6 +26,8 @@ func runConcurrent(args []string) error {
 	users := c.fs.Int("users", 1000, "number of users prefix000 ... (1..1000)")
 	msgs := c.fs.Int("messages", 10, "each session cycles through messages 1..N of its mailbox (1..1000)")
 	par := c.fs.Int("parallel", 32, "sessions logging in at once (1..1000)")
+	idle := c.fs.Int("idle", 0, "idle sessions (greeting read, never logged in) held open through the same target during each round, probed with CAPA at its end (0..15000)")
+	idleList := c.fs.String("idle-targets", "", "comma-separated targets that get the -idle sessions (default: all)")
 	if err := c.parse(args, 1); err != nil {
 		return err
 	}
@@ -33,11 +35,15 @@ func runConcurrent(args []string) error {
 		return errors.New("-pass (the load users' password) is required")
 	}
 	if *sessions < 1 || *sessions > 10000 || *users < 1 || *users > 1000 || *msgs < 1 || *msgs > 1000 ||
-		*par < 1 || *par > 1000 || *dur <= 0 || *dur > 30*time.Minute {
+		*par < 1 || *par > 1000 || *dur <= 0 || *dur > 30*time.Minute || *idle < 0 || *idle > 15000 {
 		return errors.New("flag out of range (see popload concurrent -h)")
 	}
-	if _, err := raiseNoFile(uint64(*sessions) + 100); err != nil {
+	withIdle, err := idleTargets(*idleList, c.targets)
+	if err != nil {
 		return err
+	}
+	if lim, err := raiseNoFile(uint64(*sessions+*idle) + 100); err != nil || lim < uint64(*sessions+*idle)+100 {
+		return fmt.Errorf("need %d open files, the limit is %d (%v)", *sessions+*idle+100, lim, err)
 	}
 	d, err := c.dialer()
 	if err != nil {
@@ -54,7 +60,23 @@ func runConcurrent(args []string) error {
 		if t.PID != 0 {
 			cpu0, cpuErr = cpuSeconds(t.PID)
 		}
+		var hold *idleHold
+		if *idle > 0 && withIdle[t.Name] {
+			h, err := openIdle(d, t.Addr, *idle, *par)
+			if err != nil {
+				res.Errors++
+				return err
+			}
+			hold = h
+			defer hold.close()
+		}
 		r := concurrentRound(d, t.Addr, *prefix, c.pass, *users, *sessions, *par, *msgs, *dur, book)
+		if hold != nil {
+			if err := hold.probe(*par); err != nil {
+				res.Errors++
+				return err
+			}
+		}
 		res.Errors += r.errors
 		if r.err != nil {
 			return fmt.Errorf("%d errors, first: %w", r.errors, r.err)
@@ -87,6 +109,15 @@ func runConcurrent(args []string) error {
 	res.goal(fmt.Sprintf("errors in %d concurrent sessions", *sessions), "<=", 0, float64(res.Errors), "errors")
 	res.note("%d sessions (users %s000..), each RETRs messages 1..%d of its mailbox in turn for %s per target and round",
 		*sessions, *prefix, *msgs, *dur)
+	if *idle > 0 {
+		names := []string{}
+		for _, t := range c.targets {
+			if withIdle[t.Name] {
+				names = append(names, t.Name)
+			}
+		}
+		res.note("%d idle sessions (greeting read, not logged in) held open through %v during each round, every one answering CAPA at its end", *idle, names)
+	}
 	res.note("every body checked against the first read of the same user's message (%d distinct user/message pairs), through any target", book.len())
 	return c.finish(res)
 }
