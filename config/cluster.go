@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"time"
 
 	"github.com/popgate/popgate/cluster"
 )
@@ -43,6 +44,10 @@ func (b *builder) cluster(r *rawCluster) *cluster.Options {
 		o.Instance = defaultInstance()
 	}
 	o.Timeout = b.duration(body, "timeout", r.Timeout, cluster.DefaultTimeout)
+	if r.Timeout != nil && (o.Timeout < 10*time.Millisecond || o.Timeout > 10*time.Second) {
+		// Every login may wait this long once when Redis goes away.
+		b.errorf(attrRange(body, "timeout"), "Invalid timeout", "timeout must be between 10ms and 10s; a login may wait this long when Redis goes away.")
+	}
 	return o
 }
 

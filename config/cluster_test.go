@@ -95,6 +95,10 @@ func TestClusterErrors(t *testing.T) {
   redis = "redis://127.0.0.1:6379"
   instance = ""
 }`, "Invalid instance", "test.hcl:10:14"},
+		{"timeout too long", `cluster {
+  redis = "redis://127.0.0.1:6379"
+  timeout = "1m"
+}`, "Invalid timeout", "test.hcl:10:13"},
 		{"listener max_sessions_per_user", `listener "b" {
   address = "127.0.0.1:1111"
   limits {
