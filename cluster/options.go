@@ -39,6 +39,9 @@ type Options struct {
 // never notices a dead Redis more than once.
 const DefaultTimeout = 500 * time.Millisecond
 
+// ErrPasswordInURL is CheckURL's error for a URL with a password.
+var ErrPasswordInURL = errors.New("the URL holds a password; put it in password_file instead")
+
 // CheckURL validates a Redis URL the way New will use it. It refuses a
 // password inside the URL, which would end up in process listings,
 // configuration backups and error texts: the password goes in a file.
@@ -48,7 +51,7 @@ func CheckURL(raw string) error {
 		return fmt.Errorf("not a URL: %w", err)
 	}
 	if _, has := u.User.Password(); has {
-		return errors.New("the URL holds a password; put it in password_file instead")
+		return ErrPasswordInURL
 	}
 	switch u.Scheme {
 	case "unix":

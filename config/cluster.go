@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"time"
 
@@ -20,8 +21,15 @@ func (b *builder) cluster(r *rawCluster) *cluster.Options {
 		TLSCertFile:  r.TLSCertFile,
 		TLSKeyFile:   r.TLSKeyFile,
 	}
-	if err := cluster.CheckURL(r.Redis); err != nil {
-		// The URL itself is not repeated: it may hold a password.
+	if err := cluster.CheckURL(r.Redis); errors.Is(err, cluster.ErrPasswordInURL) {
+		// Pointed at the block, not at the value: the diagnostic's
+		// source snippet (printed, and logged by a refused reload) must
+		// not show the password.
+		rng := attrRange(body, "redis")
+		b.errorf(body.MissingItemRange(), "Invalid redis",
+			"The redis URL on line %d holds a password; put the password in password_file and leave it out of the URL.", rng.Start.Line)
+	} else if err != nil {
+		// The URL itself is not repeated: it may hold a user name.
 		b.errorf(attrRange(body, "redis"), "Invalid redis", "The Redis URL is not usable: %v.", err)
 	}
 	for _, f := range []struct{ name, file string }{
