@@ -57,6 +57,13 @@ func TestBalanceOrders(t *testing.T) {
 	if got := addrs(order(states, BalanceFirst, "")); got != "a:1 b:1 c:1" {
 		t.Errorf("first: %s", got)
 	}
+	firsts := map[string]bool{}
+	for i := 0; i < 50; i++ {
+		firsts[order(states, BalanceLeastConn, "")[0].addr] = true
+	}
+	if len(firsts) != 3 {
+		t.Errorf("least-conn on an idle pool always starts with %v; ties should spread", firsts)
+	}
 	states[0].open.Store(5)
 	states[1].open.Store(2)
 	if got := addrs(order(states, BalanceLeastConn, "")); got != "c:1 b:1 a:1" {
