@@ -10,7 +10,9 @@ import (
 // servers, says ok, degraded or down per pool, and is not OK as soon as
 // one server is down.
 func TestPoolHealth(t *testing.T) {
-	up := func(b, s string) proxy.ServerStatus { return proxy.ServerStatus{Backend: b, Pool: true, Server: s, Up: true} }
+	up := func(b, s string) proxy.ServerStatus {
+		return proxy.ServerStatus{Backend: b, Pool: true, Server: s, Up: true}
+	}
 	down := func(b, s string) proxy.ServerStatus { return proxy.ServerStatus{Backend: b, Pool: true, Server: s} }
 	single := proxy.ServerStatus{Backend: "local", Server: "127.0.0.1:110"} // down, but not a pool
 
