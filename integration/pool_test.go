@@ -35,7 +35,7 @@ func TestPoolUserAffinity(t *testing.T) {
 	jobs := make(chan string)
 	errs := make(chan error, len(users)*rounds)
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
+	for w := 0; w < 16; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

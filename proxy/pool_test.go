@@ -482,3 +482,40 @@ func TestDialAddress(t *testing.T) {
 		t.Errorf("pinned connection: addr %s, greeting %q, pool server %v", bc.addr, bc.greeting.Text, bc.server)
 	}
 }
+
+// TestReloadStopsCheckers: a reload that removes a server stops its active
+// check; a server kept keeps its checker and takes the new settings.
+func TestReloadStopsCheckers(t *testing.T) {
+	a, b := newFakeBackend(t), newFakeBackend(t)
+	srv, _ := startPool(t, []string{a.addr(), b.addr()}, func(c *Config) {
+		c.Backends["b"].Health = HealthOptions{Interval: time.Hour}
+	})
+	before := srv.pools.states(srv.cfg.Load().Backends["b"])
+	cfg := *srv.cfg.Load()
+	be := *cfg.Backends["b"]
+	be.Servers = []string{b.addr()}
+	be.ConnectTimeout = 3 * time.Second
+	cfg.Backends = map[string]*Backend{"b": &be}
+	if err := srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	before[0].mu.Lock()
+	removed, stopped := before[0].retired, before[0].checker == nil
+	before[0].mu.Unlock()
+	if !removed || !stopped {
+		t.Errorf("removed server: retired %v, checker stopped %v", removed, stopped)
+	}
+	after := srv.pools.states(&be)
+	before[1].mu.Lock()
+	kept := before[1].checker
+	before[1].mu.Unlock()
+	if after[0] != before[1] || kept == nil || kept.backend.Load() != &be {
+		t.Errorf("kept server: same state %v, checker %v with the new settings %v", after[0] == before[1], kept != nil, kept != nil && kept.backend.Load() == &be)
+	}
+	srv.pools.close()
+	before[1].mu.Lock()
+	defer before[1].mu.Unlock()
+	if before[1].checker != nil {
+		t.Error("a checker survived the server's shutdown")
+	}
+}
