@@ -519,3 +519,48 @@ func TestReloadStopsCheckers(t *testing.T) {
 		t.Error("a checker survived the server's shutdown")
 	}
 }
+
+// BenchmarkPoolLogin measures a whole after-auth session (connect, USER,
+// PASS, QUIT) through a pool of three servers with balance "user", against
+// BenchmarkPoolLoginSingle, the same through one address.
+func BenchmarkPoolLogin(b *testing.B) { benchLogin(b, 3) }
+
+// BenchmarkPoolLoginSingle is BenchmarkPoolLogin with one address.
+func BenchmarkPoolLoginSingle(b *testing.B) { benchLogin(b, 1) }
+
+func benchLogin(b *testing.B, n int) {
+	var servers []string
+	for i := 0; i < n; i++ {
+		servers = append(servers, newFakeBackend(b).addr())
+	}
+	_, addr := startProxy(b, servers[0], func(c *Config) {
+		c.Listeners[0].Connect = ConnectAfterAuth
+		if n > 1 {
+			c.Backends["b"].Address, c.Backends["b"].Servers = "", servers
+		}
+	})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := bufio.NewReader(c)
+		fmt.Fprintf(c, "USER u%d\r\nPASS secret\r\nQUIT\r\n", i%1000)
+		for j := 0; j < 4; j++ {
+			if l, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(l, "+OK") {
+				b.Fatalf("line %d: %q %v", j, l, err)
+			}
+		}
+		c.Close()
+	}
+}
+
+// BenchmarkRendezvousOrder is the cost of ranking a pool of three servers
+// for one login.
+func BenchmarkRendezvousOrder(b *testing.B) {
+	states := newStates([]string{"10.0.0.5:110", "10.0.0.6:110", "10.0.0.7:110"})
+	for i := 0; i < b.N; i++ {
+		order(states, BalanceUser, "user@example.com")
+	}
+}
