@@ -141,6 +141,8 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		host := ""
 		if !b.interceptBackend(r, &be) { // intercept.go
 			host = b.pool(r, &be) // pools.go
+		} else if be.OriginalDestination {
+			b.poolAttrsUnused(r)
 		}
 		be.TLS = enum(&b.checker, body, "tls", r.TLS, proxy.TLSNone, proxy.TLSNone, proxy.TLSStartTLS, proxy.TLSImplicit)
 		be.InsecureSkipVerify = or(r.InsecureSkipVerify, false)
