@@ -564,3 +564,27 @@ func BenchmarkRendezvousOrder(b *testing.B) {
 		order(states, BalanceUser, "user@example.com")
 	}
 }
+
+// TestPoolFailoverXCLIENT: a server that refuses XCLIENT is passed over
+// like one that cannot be reached; the next one gets the client.
+func TestPoolFailoverXCLIENT(t *testing.T) {
+	refusing := newScriptBackend(t, func(bc *scriptConn) {
+		bc.send("+OK [XCLIENT] ready")
+		if l, err := bc.readLine(); err == nil && strings.HasPrefix(l, "XCLIENT") {
+			bc.send("-ERR not from you")
+		}
+		bc.readLine()
+	})
+	good := newFakeBackend(t)
+	srv, addr := startPool(t, []string{refusing.addr(), good.addr()}, func(c *Config) {
+		c.Backends["b"].Forward = ForwardXCLIENT
+	})
+	c := dialClient(t, addr)
+	c.login()
+	if contains(refusing.received(), "PASS secret") {
+		t.Error("the server that refused XCLIENT got the password")
+	}
+	if st := srv.Pools(); st[0].Failures+st[1].Failures != 1 {
+		t.Errorf("pools: %+v; want one failure counted", st)
+	}
+}
