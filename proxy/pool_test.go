@@ -528,15 +528,34 @@ func BenchmarkPoolLogin(b *testing.B) { benchLogin(b, 3) }
 // BenchmarkPoolLoginSingle is BenchmarkPoolLogin with one address.
 func BenchmarkPoolLoginSingle(b *testing.B) { benchLogin(b, 1) }
 
+// BenchmarkPoolLoginFailover is BenchmarkPoolLogin where every session
+// first tries a server that refuses connections (a threshold so high that
+// it is never taken down): the worst case of a failover.
+func BenchmarkPoolLoginFailover(b *testing.B) { benchLogin(b, -3) }
+
+// benchLogin runs logins through a pool of |n| servers; n < 0 puts a dead
+// server first, with balance "first".
 func benchLogin(b *testing.B, n int) {
 	var servers []string
-	for i := 0; i < n; i++ {
+	if n < 0 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		servers = append(servers, ln.Addr().String())
+		ln.Close()
+	}
+	for len(servers) < max(n, -n) {
 		servers = append(servers, newFakeBackend(b).addr())
 	}
 	_, addr := startProxy(b, servers[0], func(c *Config) {
 		c.Listeners[0].Connect = ConnectAfterAuth
-		if n > 1 {
+		if len(servers) > 1 {
 			c.Backends["b"].Address, c.Backends["b"].Servers = "", servers
+		}
+		if n < 0 {
+			c.Backends["b"].Balance = BalanceFirst
+			c.Backends["b"].Health.FailThreshold = 1 << 30
 		}
 	})
 	b.ResetTimer()
