@@ -164,7 +164,7 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 			}
 		} else if be.InsecureSkipVerify {
 			b.warnf(attrRange(body, "insecure_skip_verify"), "Backend certificate not verified",
-				"With insecure_skip_verify = true anyone between popgate and %s can read the passwords.", r.Address)
+				"With insecure_skip_verify = true anyone between popgate and %s can read the passwords.", where(r))
 		}
 		be.Login = enum(&b.checker, body, "login", r.Login, proxy.LoginUser, proxy.LoginUser, proxy.LoginAPOP, proxy.LoginSASLPlain)
 		be.Forward = enum(&b.checker, body, "forward_client", r.ForwardClient, proxy.ForwardNone,
@@ -197,7 +197,7 @@ func (b *builder) masterLogin(r *rawBackend, be *Backend, host string) {
 	}
 	if be.TLS == proxy.TLSNone && !isLoopback(host) {
 		b.warnf(attrRange(body, "master_password"), "Master password in plaintext",
-			"The master password is sent to %s without TLS.", r.Address)
+			"The master password is sent to %s without TLS.", where(r))
 	}
 }
 

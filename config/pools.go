@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"strings"
 
 	"github.com/popgate/popgate/proxy"
 )
@@ -99,4 +100,13 @@ func (b *builder) poolUses(raw *rawFile, cfg *Config) {
 			break
 		}
 	}
+}
+
+// where names a backend's servers in a diagnostic: its address, or its
+// pool's servers.
+func where(r *rawBackend) string {
+	if len(r.Servers) > 0 {
+		return strings.Join(r.Servers, ", ")
+	}
+	return r.Address
 }
