@@ -44,4 +44,10 @@
 //   - A panic is confined to its session.
 //   - Each session keeps the Config it started with; Server.Reload affects
 //     only new sessions.
+//   - A backend is a pool of servers (pool.go): the session's balance mode
+//     ranks them, a server that cannot be reached up to its greeting (and
+//     STLS, XCLIENT) is passed over for the next within the connect
+//     timeout, and nothing is retried once credentials were sent. The
+//     servers' health belongs to the Server, not to a Config: it survives
+//     reloads while a server stays configured (pool_health.go).
 package proxy
