@@ -106,6 +106,7 @@ backend "local" {
 #   write_timeout       = "60s"
 #   backend_timeout     = "60s"
 #   pipeline_depth      = 128
+#   max_sessions_per_user = 10  # top-level only; across the cluster with one
 # }
 
 # Routing picks the backend by login name on listeners with
@@ -193,6 +194,15 @@ backend "local" {
 #   memory = "256MiB"
 #   disk   = "4GiB"
 #   dir    = ""      # "" = the system temporary directory
+# }
+
+# Several instances behind a load balancer share the login throttle,
+# max_sessions_per_user and the ACME certificates through one Redis
+# (docs/CLUSTER.md). Never put a password in the URL: use password_file.
+# cluster {
+#   redis         = "unix:///run/redis/redis-server.sock" # or redis://host:port/db; rediss:// for TLS
+#   password_file = "/etc/popgate/redis.pass"
+#   instance      = "pg1"                                 # default: the hostname
 # }
 
 # Prometheus metrics on http://127.0.0.1:9110/metrics.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -166,16 +167,35 @@ func (c *Client) ctx(parent context.Context) (context.Context, context.CancelFun
 // is up. Only a failure to talk to Redis marks it down.
 func (c *Client) observe(op string, start time.Time, err error) error {
 	c.calls.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	if errors.Is(err, redis.ErrPoolTimeout) {
+		// Every connection busy: this instance is loaded, Redis is not
+		// gone. The caller falls back; the state stays.
+		return err
+	}
 	c.setUp(err == nil || errors.Is(err, redis.Nil) || isServerError(err), err)
 	return err
 }
 
-// isServerError reports whether err is an error reply of Redis itself,
-// which proves the connection works.
+// isServerError reports whether err is an error reply of a Redis that
+// serves popgate: the connection works. Replies that say it cannot serve
+// (authentication refused, no permission, loading, a read-only replica,
+// no primary, failing to persist) count as down, so /healthz names them.
 func isServerError(err error) bool {
 	var re redis.Error
-	return errors.As(err, &re) && !errors.Is(err, context.DeadlineExceeded)
+	if !errors.As(err, &re) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	for _, p := range unusableReplies {
+		if strings.HasPrefix(re.Error(), p) {
+			return false
+		}
+	}
+	return true
 }
+
+// unusableReplies are the error prefixes of a Redis that answers but
+// cannot serve popgate.
+var unusableReplies = []string{"NOAUTH", "WRONGPASS", "NOPERM", "LOADING", "READONLY", "MASTERDOWN", "MISCONF"}
 
 // setUp records the state; a change is logged once and shown on the gauge.
 func (c *Client) setUp(up bool, err error) {

@@ -39,6 +39,9 @@ type Options struct {
 // never notices a dead Redis more than once.
 const DefaultTimeout = 500 * time.Millisecond
 
+// ErrPasswordInURL is CheckURL's error for a URL with a password.
+var ErrPasswordInURL = errors.New("the URL holds a password; put it in password_file instead")
+
 // CheckURL validates a Redis URL the way New will use it. It refuses a
 // password inside the URL, which would end up in process listings,
 // configuration backups and error texts: the password goes in a file.
@@ -48,7 +51,7 @@ func CheckURL(raw string) error {
 		return fmt.Errorf("not a URL: %w", err)
 	}
 	if _, has := u.User.Password(); has {
-		return errors.New("the URL holds a password; put it in password_file instead")
+		return ErrPasswordInURL
 	}
 	switch u.Scheme {
 	case "unix":
@@ -111,8 +114,13 @@ func (o *Options) redisOptions() (*redis.Options, error) {
 	ro.DialerRetries = 1
 	ro.DisableIdentity = true // no CLIENT SETINFO round trips on connect
 	ro.MinIdleConns = 2
+	ro.PoolSize = poolSize
 	return ro, nil
 }
+
+// poolSize bounds the connections to Redis: one per login in flight, and
+// a login holds one for a single round trip.
+const poolSize = 64
 
 func (o *Options) timeout() time.Duration {
 	if o.Timeout > 0 {

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -64,7 +65,7 @@ func newStore(c *Client, local *proxy.LocalLoginState, ttl time.Duration) *Store
 	defer cancel()
 	// Load the scripts now so that the first login already costs one
 	// round trip per call (EVALSHA); Run reloads them after a restart.
-	for _, sc := range []*redis.Script{failScript, refundScript, succeedScript} {
+	for _, sc := range []*redis.Script{failScript, refundScript, succeedScript, leaseScript} {
 		sc.Load(ctx, c.rdb)
 	}
 	go s.renewLoop()
@@ -102,8 +103,9 @@ return 0`)
 
 // succeedScript settles a successful login. KEYS: ARGV[1] keys to
 // refund, ARGV[2] keys to forget, then the user's session set when
-// ARGV[3] (the limit) > 0. ARGV[4] member, ARGV[5] now (ms), ARGV[6]
-// expiry (ms). Returns 1, or 0 when the user holds limit live leases.
+// ARGV[3] (the limit) > 0. ARGV[4] member, ARGV[5] the lease TTL (ms).
+// Lease expiries are on Redis's clock, so the instances' clocks do not
+// matter. Returns 1, or 0 when the user holds limit live leases.
 var succeedScript = redis.NewScript(`
 local nr, nf, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 for i = 1, nr do
@@ -112,12 +114,27 @@ for i = 1, nr do
 end
 for i = nr + 1, nr + nf do redis.call('DEL', KEYS[i]) end
 if limit <= 0 then return 1 end
-local set = KEYS[nr + nf + 1]
-redis.call('ZREMRANGEBYSCORE', set, '-inf', ARGV[5])
+local set, ttl = KEYS[nr + nf + 1], tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', set, '-inf', now)
 if not redis.call('ZSCORE', set, ARGV[4]) and redis.call('ZCARD', set) >= limit then return 0 end
-redis.call('ZADD', set, ARGV[6], ARGV[4])
-redis.call('PEXPIREAT', set, redis.call('ZRANGE', set, -1, -1, 'WITHSCORES')[2])
+redis.call('ZADD', set, now + ttl, ARGV[4])
+redis.call('PEXPIRE', set, 2 * ttl)
 return 1`)
+
+// leaseScript extends leases: KEYS are the users' sets, ARGV[1] the TTL
+// (ms), ARGV[i+1] the member in KEYS[i]. A set lives twice the TTL after
+// its last renewal, longer than any of its members.
+var leaseScript = redis.NewScript(`
+local ttl = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local exp = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + ttl
+for i, k in ipairs(KEYS) do
+  redis.call('ZADD', k, exp, ARGV[i + 1])
+  redis.call('PEXPIRE', k, 2 * ttl)
+end
+return #KEYS`)
 
 // shared reports whether to try Redis: not while the Client knows it is
 // down (the probe notices its return), so a dead Redis costs a session
@@ -189,7 +206,7 @@ func (s *Store) Succeed(refund, forget []string, lease proxy.SessionLease, limit
 	ctx, cancel := s.c.ctx(context.Background())
 	defer cancel()
 	v, err := succeedScript.Run(ctx, s.c.rdb, keys, len(r), len(f), limit,
-		s.member(lease), now.UnixMilli(), now.Add(s.ttl).UnixMilli()).Int()
+		s.member(lease), s.ttl.Milliseconds()).Int()
 	if s.c.observe(opSucceed, now, err) != nil {
 		s.c.fellBack(opSucceed)
 		return s.succeedLocally(nil, nil, lease, limit)
@@ -242,14 +259,19 @@ func (s *Store) Release(lease proxy.SessionLease) {
 func (s *Store) member(l proxy.SessionLease) string { return s.c.instance + "/" + l.ID }
 
 // Sessions returns the live leases of user across the cluster (for tests
-// and operators).
+// and operators), on Redis's clock.
 func (s *Store) Sessions(ctx context.Context, user string) (int64, error) {
 	ctx, cancel := s.c.ctx(ctx)
 	defer cancel()
-	return s.c.rdb.ZCount(ctx, sessionPrefix+user, strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result()
+	now, err := s.c.rdb.Time(ctx).Result()
+	if err != nil {
+		return 0, fmt.Errorf("cluster: sessions of %q: %w", user, err)
+	}
+	return s.c.rdb.ZCount(ctx, sessionPrefix+user, strconv.FormatInt(now.UnixMilli(), 10), "+inf").Result()
 }
 
-// renewLoop extends every held lease, in one pipeline, every ttl/3.
+// renewLoop extends every held lease, in one script call per
+// renewBatch leases, every ttl/3.
 func (s *Store) renewLoop() {
 	defer close(s.done)
 	t := time.NewTicker(s.ttl / 3)
@@ -264,6 +286,10 @@ func (s *Store) renewLoop() {
 	}
 }
 
+// renewBatch bounds the leases one renewal script writes, so that Redis
+// is never busy with one call for long.
+const renewBatch = 1000
+
 // renew writes the expiry of every held lease. A lease taken while
 // Redis was down joins the shared set here.
 func (s *Store) renew() {
@@ -273,22 +299,23 @@ func (s *Store) renew() {
 		leases = append(leases, l)
 	}
 	s.mu.Unlock()
-	if len(leases) == 0 || !s.shared(opRenew) {
-		return
-	}
-	exp := time.Now().Add(s.ttl).UnixMilli()
-	ctx, cancel := s.c.ctx(context.Background())
-	defer cancel()
-	start := time.Now()
-	_, err := s.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for _, l := range leases {
-			key := sessionPrefix + l.User
-			p.ZAdd(ctx, key, redis.Z{Score: float64(exp), Member: s.member(l)})
-			p.PExpireAt(ctx, key, time.UnixMilli(exp))
+	for len(leases) > 0 && s.shared(opRenew) {
+		n := min(len(leases), renewBatch)
+		keys := make([]string, 0, n)
+		args := make([]any, 0, n+1)
+		args = append(args, s.ttl.Milliseconds())
+		for _, l := range leases[:n] {
+			keys = append(keys, sessionPrefix+l.User)
+			args = append(args, s.member(l))
 		}
-		return nil
-	})
-	if s.c.observe(opRenew, start, err) != nil {
-		s.c.fellBack(opRenew)
+		leases = leases[n:]
+		ctx, cancel := s.c.ctx(context.Background())
+		start := time.Now()
+		err := leaseScript.Run(ctx, s.c.rdb, keys, args...).Err()
+		cancel()
+		if s.c.observe(opRenew, start, err) != nil {
+			s.c.fellBack(opRenew)
+			return
+		}
 	}
 }

@@ -1,7 +1,9 @@
 package config
 
 import (
+	"errors"
 	"os"
+	"time"
 
 	"github.com/popgate/popgate/cluster"
 )
@@ -19,8 +21,15 @@ func (b *builder) cluster(r *rawCluster) *cluster.Options {
 		TLSCertFile:  r.TLSCertFile,
 		TLSKeyFile:   r.TLSKeyFile,
 	}
-	if err := cluster.CheckURL(r.Redis); err != nil {
-		// The URL itself is not repeated: it may hold a password.
+	if err := cluster.CheckURL(r.Redis); errors.Is(err, cluster.ErrPasswordInURL) {
+		// Pointed at the block, not at the value: the diagnostic's
+		// source snippet (printed, and logged by a refused reload) must
+		// not show the password.
+		rng := attrRange(body, "redis")
+		b.errorf(body.MissingItemRange(), "Invalid redis",
+			"The redis URL on line %d holds a password; put the password in password_file and leave it out of the URL.", rng.Start.Line)
+	} else if err != nil {
+		// The URL itself is not repeated: it may hold a user name.
 		b.errorf(attrRange(body, "redis"), "Invalid redis", "The Redis URL is not usable: %v.", err)
 	}
 	for _, f := range []struct{ name, file string }{
@@ -43,6 +52,10 @@ func (b *builder) cluster(r *rawCluster) *cluster.Options {
 		o.Instance = defaultInstance()
 	}
 	o.Timeout = b.duration(body, "timeout", r.Timeout, cluster.DefaultTimeout)
+	if r.Timeout != nil && (o.Timeout < 10*time.Millisecond || o.Timeout > 10*time.Second) {
+		// Every login may wait this long once when Redis goes away.
+		b.errorf(attrRange(body, "timeout"), "Invalid timeout", "timeout must be between 10ms and 10s; a login may wait this long when Redis goes away.")
+	}
 	return o
 }
 

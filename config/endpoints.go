@@ -142,6 +142,8 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 		host := ""
 		if !b.interceptBackend(r, &be) { // intercept.go
 			host = b.pool(r, &be) // pools.go
+		} else if be.OriginalDestination {
+			b.poolAttrsUnused(r)
 		}
 		be.TLS = enum(&b.checker, body, "tls", r.TLS, proxy.TLSNone, proxy.TLSNone, proxy.TLSStartTLS, proxy.TLSImplicit)
 		be.InsecureSkipVerify = or(r.InsecureSkipVerify, false)
@@ -163,7 +165,7 @@ func (b *builder) backends(raws []rawBackend, top hcl.Body) []Backend {
 			}
 		} else if be.InsecureSkipVerify {
 			b.warnf(attrRange(body, "insecure_skip_verify"), "Backend certificate not verified",
-				"With insecure_skip_verify = true anyone between popgate and %s can read the passwords.", r.Address)
+				"With insecure_skip_verify = true anyone between popgate and %s can read the passwords.", where(r))
 		}
 		be.Login = enum(&b.checker, body, "login", r.Login, proxy.LoginUser, proxy.LoginUser, proxy.LoginAPOP, proxy.LoginSASLPlain)
 		be.Forward = enum(&b.checker, body, "forward_client", r.ForwardClient, proxy.ForwardNone,
@@ -196,7 +198,7 @@ func (b *builder) masterLogin(r *rawBackend, be *Backend, host string) {
 	}
 	if be.TLS == proxy.TLSNone && !isLoopback(host) {
 		b.warnf(attrRange(body, "master_password"), "Master password in plaintext",
-			"The master password is sent to %s without TLS.", r.Address)
+			"The master password is sent to %s without TLS.", where(r))
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"net"
+	"strings"
 
 	"github.com/popgate/popgate/proxy"
 )
@@ -28,6 +29,10 @@ func (b *builder) pool(r *rawBackend, be *Backend) string {
 	be.Health.FailThreshold = b.integer(body, "fail_threshold", r.FailThreshold, proxy.DefaultFailThreshold, 1, maxFailThreshold)
 	be.Health.DownBackoff = b.duration(body, "down_backoff", r.DownBackoff, proxy.DefaultDownBackoff)
 	if !has(body, "servers") {
+		if has(body, "balance") {
+			b.warnf(attrRange(body, "balance"), "Unused balance",
+				"balance chooses among servers; backend %q has one address.", r.Name)
+		}
 		if b.address(body, "address", r.Address, false, false) {
 			host, _, _ := net.SplitHostPort(r.Address)
 			return host
@@ -65,6 +70,17 @@ func (b *builder) pool(r *rawBackend, be *Backend) string {
 	return host
 }
 
+// poolAttrsUnused warns of pool attributes on an original_destination
+// backend, which has one destination per session and no health state.
+func (b *builder) poolAttrsUnused(r *rawBackend) {
+	for _, a := range []string{"balance", "health_check_interval", "fail_threshold", "down_backoff"} {
+		if has(r.Body, a) {
+			b.warnf(attrRange(r.Body, a), "Unused "+a,
+				"%s has no effect on an original_destination backend: each session connects where its client was going.", a)
+		}
+	}
+}
+
 // poolUses refuses balance = "user" on a backend that an on-accept
 // listener uses: such a listener connects before the client says who it
 // is, so there is no login name to hash.
@@ -84,4 +100,13 @@ func (b *builder) poolUses(raw *rawFile, cfg *Config) {
 			break
 		}
 	}
+}
+
+// where names a backend's servers in a diagnostic: its address, or its
+// pool's servers.
+func where(r *rawBackend) string {
+	if len(r.Servers) > 0 {
+		return strings.Join(r.Servers, ", ")
+	}
+	return r.Address
 }

@@ -101,3 +101,21 @@ func TestPoolNotOnOriginalDestination(t *testing.T) {
 		t.Errorf("at %s, want %s", got, want)
 	}
 }
+
+// Pool attributes where they cannot act are warned about, on their line.
+func TestPoolUnusedAttributes(t *testing.T) {
+	for _, c := range []struct{ src, summary, attr string }{
+		{poolSrc("  address = \"10.0.0.5:110\"\n  balance = \"first\"\n", ""), "Unused balance", "balance ="},
+		{interceptSrc("", "  fail_threshold = 2\n", ""), "Unused fail_threshold", "fail_threshold ="},
+	} {
+		cfg, _, diags := parseTest(t, c.src, t.TempDir())
+		d := findDiag(diags, hcl.DiagWarning, c.summary)
+		if d == nil || cfg == nil {
+			t.Errorf("no warning %q (or errors):%s", c.summary, diagText(diags))
+			continue
+		}
+		if got, want := pos(d), valueAt(t, c.src, c.attr, ""); got != want {
+			t.Errorf("%q at %s, want %s", c.summary, got, want)
+		}
+	}
+}

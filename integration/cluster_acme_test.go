@@ -35,6 +35,13 @@ func TestClusterACMEOneOrderSameCertificate(t *testing.T) {
 	if keys := r.Cli("ZCOUNT", "popgate:acme:index", "-inf", "+inf"); keys == "0" {
 		t.Fatal("no ACME keys in Redis")
 	}
+	// Redis gone: the certificates already loaded keep being served.
+	r.Kill()
+	for _, addr := range addrs {
+		if leaf := servedLeaf(t, addr, domain, roots); leaf.SerialNumber.Cmp(one.SerialNumber) != 0 {
+			t.Fatalf("%s serves serial %x with Redis down, want %x", addr, leaf.SerialNumber, one.SerialNumber)
+		}
+	}
 }
 
 func TestClusterACMEChallengeAnsweredByTheOtherInstance(t *testing.T) {

@@ -16,6 +16,11 @@
 //     assembled from two halves so no file carries it;
 //   - freePort, itPassword, watchLog, tlsClientConfig: small utilities.
 //
+// The backend pool tests (pool*_test.go) use three Dovecot instances that
+// share one mail root and passwd file (integration/pools.sh, which
+// start.sh runs; POOL_* in the env file) and a fourth member each test
+// that kills one starts and stops itself.
+//
 // Conventions: mailboxes are shared by all tests. alice, bob, big, virus,
 // spacey and the load users are read-only; a test that deletes messages
 // uses dele (or another user) and reseeds it with seedUser first. Only

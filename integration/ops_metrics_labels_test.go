@@ -116,6 +116,7 @@ metrics {
 	configured := map[string]map[string]bool{
 		"listener": {"accept": true, "after": true},
 		"backend":  {"main": true},
+		"server":   {envValue(t, "POP3_ADDR"): true}, // the backend's address, as configured
 	}
 	for _, s := range samples {
 		if !strings.HasPrefix(s.Name, "popgate_") {

@@ -35,7 +35,7 @@ func TestPoolUserAffinity(t *testing.T) {
 	jobs := make(chan string)
 	errs := make(chan error, len(users)*rounds)
 	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
+	for w := 0; w < 16; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -92,6 +92,7 @@ func TestPoolUserAffinity(t *testing.T) {
 func TestPoolKillMember(t *testing.T) {
 	shared, watches := poolMembers(t)
 	spare := newPoolSpare(t)
+	checks := watchLog(t, spare.log)
 	spare.start(t)
 	watches = append(watches[:2], watchLog(t, spare.log))
 	servers := []string{shared[0], shared[1], spare.addr}
@@ -167,6 +168,15 @@ func TestPoolKillMember(t *testing.T) {
 		if _, err := open[u].Cmd("QUIT"); err != nil {
 			t.Errorf("%s: QUIT: %v", u, err)
 		}
+	}
+	// The active checks said QUIT before any login, and logged in nobody.
+	text := checks.Wait(t, "Aborted login by logging out (no auth attempts", 10*time.Second)
+	logins := strings.Count(text, "Login: user=<")
+	for _, u := range onSpare {
+		logins -= poolLoginCount(text, u)
+	}
+	if logins != 0 || strings.Contains(text, "auth failed") {
+		t.Errorf("the spare saw %d logins of no test user, or a failed one:\n%s", logins, text)
 	}
 }
 

@@ -76,6 +76,26 @@ var clientLabels = map[[2]string]labelSet{
 	{"popgate_scan_verdicts_total", "action"}:   actions,
 	{"popgate_throttled_total", "reason"}:       throttleReasons,
 	{"popgate_reloads_total", "result"}:         newLabelSet("ok", "error"),
+	// Package cluster's own metrics (registered by main): op is one of
+	// its constants, never client input, so there is no "other".
+	{"popgate_cluster_fallbacks_total", "op"}: clusterOps,
+	{"popgate_cluster_redis_seconds", "op"}:   withValues(clusterOps, "ping"),
+}
+
+// clusterOps are the operations package cluster labels its metrics with.
+var clusterOps = labelSet{"throttle_fail": true, "throttle_refund": true, "login_succeed": true,
+	"session_release": true, "session_renew": true, "storage": true, "lock": true}
+
+// withValues returns a copy of s with values added.
+func withValues(s labelSet, values ...string) labelSet {
+	out := labelSet{}
+	for v := range s {
+		out[v] = true
+	}
+	for _, v := range values {
+		out[v] = true
+	}
+	return out
 }
 
 // mechanismLabel is the mechanism label of popgate_logins_total: the

@@ -35,7 +35,19 @@
 //   - The session is the only writer of filters.Session.Login, and it
 //     records how the client proved who it is (proof.go); a master login
 //     is refused for a client no local verifier checked.
+//   - Login throttling and MaxSessionsPerUser go through the Server's
+//     LoginState (loginstate.go): in-process by default, shared by a
+//     cluster otherwise. A login makes at most two calls on it when it
+//     succeeds (charge, settle) and one when it fails; a login over
+//     MaxSessionsPerUser is refused with [IN-USE] after the backend
+//     accepted it, and that backend connection is closed without QUIT.
 //   - A panic is confined to its session.
 //   - Each session keeps the Config it started with; Server.Reload affects
 //     only new sessions.
+//   - A backend is a pool of servers (pool.go): the session's balance mode
+//     ranks them, a server that cannot be reached up to its greeting (and
+//     STLS, XCLIENT) is passed over for the next within the connect
+//     timeout, and nothing is retried once credentials were sent. The
+//     servers' health belongs to the Server, not to a Config: it survives
+//     reloads while a server stays configured (pool_health.go).
 package proxy

@@ -349,7 +349,7 @@ func (s *session) after(x *exchange) {
 		if s.info.State() == filters.Transaction && resp.IsOK() {
 			s.publish()
 			s.log.Info("login", "user", s.info.Login.User, "backend_user", s.info.Login.BackendUser,
-				"backend", s.info.Login.Backend, "mechanism", s.info.Login.Mechanism)
+				"backend", s.info.Login.Backend, "server", s.be.addr, "mechanism", s.info.Login.Mechanism)
 			if h := s.cfg.Hooks.Login; h != nil {
 				h(s.lst.Name, s.info.Login.Mechanism, "ok")
 			}

@@ -1,8 +1,10 @@
 package proxy
 
 import (
+	"cmp"
 	"crypto/tls"
 	"hash/fnv"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -177,9 +179,15 @@ func order(states []*serverState, mode Balance, key string) []*serverState {
 			return strings.Compare(a.addr, b.addr)
 		})
 	case BalanceLeastConn:
-		slices.SortStableFunc(out, func(a, b *serverState) int {
-			return int(a.open.Load() - b.open.Load())
-		})
+		// The counts move while sessions come and go: sort a snapshot.
+		// Ties go in a random order, so that an idle pool spreads its
+		// sessions rather than sending all of them to the first server.
+		rand.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		n := make(map[*serverState]int64, len(out))
+		for _, st := range out {
+			n[st] = st.open.Load()
+		}
+		slices.SortStableFunc(out, func(a, b *serverState) int { return cmp.Compare(n[a], n[b]) })
 	}
 	return out
 }

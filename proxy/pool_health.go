@@ -77,7 +77,7 @@ func (st *serverState) configure(b *Backend) {
 	defer st.mu.Unlock()
 	opts := b.Health.withDefaults()
 	st.pooled = len(b.Servers) > 0
-	if st.checker != nil && (opts.Interval != st.opts.Interval || st.checker.backend.Load() == nil) {
+	if st.checker != nil && opts.Interval != st.opts.Interval {
 		st.checker.stop()
 		st.checker = nil
 	}
