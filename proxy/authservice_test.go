@@ -387,3 +387,35 @@ func TestAuthServiceWaitDelaysRefusal(t *testing.T) {
 		t.Fatalf("refusal after %s, want the service's Auth-Wait of 1s", d)
 	}
 }
+
+func TestAuthServiceKeepsLoginThrottling(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-User") == "broken" {
+			return map[string]string{"Auth-Server": "b"} // no Auth-Status: a service error
+		}
+		return map[string]string{"Auth-Status": "Invalid login or password"}
+	})
+	addr := startAuthProxy(t, svc.srv.URL, be.addr(), "", nil)
+	timed := func(c *testClient, user, want string) time.Duration {
+		t.Helper()
+		c.send("USER " + user + "\r\n")
+		c.expect("+OK")
+		start := time.Now()
+		c.send("PASS x\r\n")
+		c.expect(want)
+		return time.Since(start)
+	}
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	// A service that cannot answer is no guess: never delayed, never counted.
+	for i := 0; i < 4; i++ {
+		if d := timed(c, "broken", "-ERR [SYS/TEMP]"); d > 400*time.Millisecond {
+			t.Fatalf("service error answered after %s: it was throttled", d)
+		}
+	}
+	// A refusal is a failed guess: throttled like a backend's refusal.
+	if d := timed(c, "mallory", "-ERR [AUTH]"); d < 400*time.Millisecond {
+		t.Fatalf("refused login answered after %s, want the throttle's delay", d)
+	}
+}
