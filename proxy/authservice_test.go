@@ -419,3 +419,40 @@ func TestAuthServiceKeepsLoginThrottling(t *testing.T) {
 		t.Fatalf("refused login answered after %s, want the throttle's delay", d)
 	}
 }
+
+func TestAuthServiceHook(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-Pass") == "secret" {
+			return map[string]string{"Auth-Status": "OK"}
+		}
+		return map[string]string{"Auth-Status": "no"}
+	})
+	var mu sync.Mutex
+	var results []string
+	client, err := authhttp.New(authhttp.Options{URL: svc.srv.URL, CacheTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startAuthProxy(t, svc.srv.URL, be.addr(), "", func(c *Config, s *AuthService) {
+		s.Client = client
+		c.Hooks.AuthService = func(service, result string, _ time.Duration) {
+			mu.Lock()
+			results = append(results, service+":"+result)
+			mu.Unlock()
+		}
+	})
+	for _, pass := range []string{"wrong", "secret", "secret"} {
+		c := dialClient(t, addr)
+		c.expect("+OK")
+		c.send("USER alice\r\nPASS " + pass + "\r\nQUIT\r\n")
+		c.expect("+OK")
+		c.line()
+		c.expect("+OK")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(results, " "); got != "dir:refused dir:ok dir:cached" {
+		t.Fatalf("hook saw %q", got)
+	}
+}
