@@ -167,9 +167,11 @@ logins() { # logins LABEL ARGS...: one popload logins run
 	local label=$1
 	shift
 	echo "load average before $label: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$DIR/output.txt" >&2
+	# A failed login (an overloaded Dovecot) fails the scenario, not the run.
 	"$DIR/popload" logins -label "$label" -pass load-pw -rounds $ROUNDS -warmup 1 -json "$DIR/results.jsonl" "$@" |
-		tee -a "$DIR/output.txt" >&2
+		tee -a "$DIR/output.txt" >&2 || { log "$label: popload reported errors (see $DIR/output.txt)"; FAILED=$((FAILED + 1)); }
 }
+FAILED=0
 logins "throughput-trivial" -user-prefix fast -concurrency 16 -duration $DUR \
 	-target nginx=$NGINX -target popgate=$PG -target popgate-cache=$PGCACHE -target direct=$TRIVIAL \
 	-subject popgate,popgate-cache -pid popgate=$PGPID -pid popgate-cache=$PGPID
@@ -188,6 +190,10 @@ log "service requests: $(curl -s "http://$SVC/requests")"
 python3 - "$DIR/results.jsonl" "$DIR/gobench.txt" <<'PY'
 import json, re, sys
 rs = {r["label"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip())}
+need = ("throughput-trivial", "throughput-dovecot", "latency-trivial", "latency-dovecot")
+missing = [l for l in need if l not in rs]
+if missing:
+    sys.exit("no results for " + ", ".join(missing))
 med = lambda r, n: next(s["median"] for s in r["series"] if s["name"] == n)
 rng = lambda r, n: next("%.0f-%.0f" % (s["min"], s["max"]) for s in r["series"] if s["name"] == n)
 print("| logins/s, 16 workers (median of %d rounds, min-max) | direct | nginx mail | popgate | popgate, cache_ttl | popgate / nginx | cached / nginx |" % rs["throughput-trivial"]["rounds"])
@@ -195,7 +201,8 @@ print("|---|---|---|---|---|---|---|")
 for label, name in (("throughput-trivial", "trivial POP3 server"), ("throughput-dovecot", "Dovecot A")):
     r = rs[label]
     n, p, pc = med(r, "nginx"), med(r, "popgate"), med(r, "popgate-cache")
-    print("| %s | %.0f (%s) | %.0f (%s) | %.0f (%s) | %.0f (%s) | %.2fx | %.2fx |" % (name, med(r, "direct"), rng(r, "direct"),
+    err = " (%d failed logins)" % r["errors"] if r["errors"] else ""
+    print("| %s%s | %.0f (%s) | %.0f (%s) | %.0f (%s) | %.0f (%s) | %.2fx | %.2fx |" % (name, err, med(r, "direct"), rng(r, "direct"),
           n, rng(r, "nginx"), p, rng(r, "popgate"), pc, rng(r, "popgate-cache"), p / n, pc / n))
 print()
 print("| ms per login, one at a time (1000 / logins/s) | popgate, no service | popgate + service | popgate + service, cache_ttl | nginx + service |")
@@ -216,3 +223,4 @@ ratio = med(r, "popgate") / med(r, "nginx")
 print()
 print("target popgate >= 1.2x nginx (trivial server, no cache): %s (%.2fx)" % ("met" if ratio >= 1.2 else "MISSED", ratio))
 PY
+[ "$FAILED" = 0 ] || die "$FAILED scenarios reported errors"
