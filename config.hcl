@@ -124,6 +124,21 @@ backend "local" {
 #   file = "/etc/popgate/routes" # lines of "USER BACKEND"
 # }
 
+# An external auth and routing service speaking nginx's mail auth_http
+# protocol (an existing nginx mail auth service works unchanged). An
+# after-auth listener uses it with auth = "directory"; its Auth-Server names
+# a backend block's address, an address in allowed_backends, or a backend
+# block's name. Only with verifies_password = true may a master_user
+# backend act for the logins it accepts.
+# auth_http "directory" {
+#   url               = "http://127.0.0.1:9000/auth"
+#   timeout           = "5s"
+#   headers           = { "X-Auth-Key" = "secret" }
+#   cache_ttl         = "30s"      # unset: no caching; only OK answers are kept
+#   allowed_backends  = ["10.0.0.0/8:110"]
+#   verifies_password = false
+# }
+
 # Certificates for TLS listeners. Several certificate blocks may be given
 # (chosen by SNI); acme obtains certificates from an ACME CA instead. With
 # neither, popgate makes a self-signed certificate under state_dir.

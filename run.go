@@ -245,8 +245,18 @@ func (a *app) build(ctx context.Context, cfg *config.Config) (*generation, error
 		return nil, err
 	}
 	gen := &generation{insts: insts, filesErr: filesErr}
+	services, err := authServices(cfg)
+	if err != nil {
+		a.refs.discard(gen)
+		return nil, err
+	}
 	pcfg := &proxy.Config{
-		Retired:  func() { a.refs.release(gen) },
+		Retired: func() {
+			a.refs.release(gen)
+			for _, svc := range services {
+				svc.Client.Close() // idle connections to the auth services
+			}
+		},
 		Backends: map[string]*proxy.Backend{},
 		Router:   &cfg.Routes,
 		Hooks:    a.metrics.Hooks(),
@@ -261,11 +271,6 @@ func (a *app) build(ctx context.Context, cfg *config.Config) (*generation, error
 			return nil, err
 		}
 		pcfg.Backends[pb.Name] = pb
-	}
-	services, err := authServices(cfg)
-	if err != nil {
-		a.refs.discard(gen)
-		return nil, err
 	}
 	for _, l := range cfg.Listeners {
 		pl := l.Listener

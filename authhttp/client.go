@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"time"
 )
@@ -18,8 +16,8 @@ type Client struct {
 	opts  Options
 	url   string // the URL requested; user info goes as Basic authorization
 	safe  string // the URL for logs and errors: no user info, no query
-	http  *http.Client
-	tr    *http.Transport
+	user  *url.Userinfo
+	pool  *pool         // kept-alive connections (pool.go)
 	slots chan struct{} // one token per request in flight
 	cache *cache        // nil without CacheTTL
 }
@@ -37,24 +35,12 @@ func New(opts Options) (*Client, error) {
 	}
 	safe := *u
 	safe.User, safe.RawQuery, safe.Fragment = nil, "", ""
-	tr := &http.Transport{
-		Proxy:                  nil, // the service is reached directly, never through HTTP_PROXY
-		DialContext:            (&net.Dialer{Timeout: opts.Timeout, KeepAlive: 30 * time.Second}).DialContext,
-		MaxConnsPerHost:        opts.MaxInFlight,
-		MaxIdleConns:           opts.MaxInFlight,
-		MaxIdleConnsPerHost:    opts.MaxInFlight,
-		IdleConnTimeout:        60 * time.Second,
-		TLSHandshakeTimeout:    opts.Timeout,
-		ResponseHeaderTimeout:  opts.Timeout,
-		MaxResponseHeaderBytes: 64 << 10,
-		ForceAttemptHTTP2:      false,
-	}
 	c := &Client{
 		opts:  opts,
 		url:   u.String(),
 		safe:  safe.String(),
-		tr:    tr,
-		http:  &http.Client{Transport: tr, CheckRedirect: noRedirects},
+		user:  u.User,
+		pool:  newPool(u, opts.MaxInFlight, opts.Timeout),
 		slots: make(chan struct{}, opts.MaxInFlight),
 	}
 	if opts.CacheTTL > 0 {
@@ -63,16 +49,12 @@ func New(opts Options) (*Client, error) {
 	return c, nil
 }
 
-// noRedirects makes a redirect the answer: it has no Auth-Status, so it
-// is an ErrService, and the login never follows the service elsewhere.
-func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-
 // URL returns the service's URL without user info or query, for logs.
 func (c *Client) URL() string { return c.safe }
 
 // Close closes the idle connections to the service. Requests in flight
 // finish; the Client stays usable.
-func (c *Client) Close() { c.tr.CloseIdleConnections() }
+func (c *Client) Close() { c.pool.closeIdle() }
 
 // Authenticate asks the service about r. It returns the service's Answer
 // (OK or a refusal), or an error wrapping ErrService when there is no
@@ -124,29 +106,22 @@ func (c *Client) ask(ctx context.Context, r *Request) (*Answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.http.Do(req)
+	h, status, err := c.pool.roundTrip(ctx, req)
 	if err != nil {
-		return nil, serviceError("%s: %v", c.safe, scrub(err))
+		return nil, serviceError("%s: %v", c.safe, scrub(ctx, err))
 	}
-	// Drain a little of the body so the connection can be kept alive; a
-	// service that sends more loses the connection, not the answer.
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
-	a, err := parseAnswer(resp.Header, r.Method)
+	a, err := parseAnswer(h, r.Method)
 	if err != nil {
-		return nil, fmt.Errorf("%s (HTTP %d): %w", c.safe, resp.StatusCode, err)
+		return nil, fmt.Errorf("%s (HTTP %d): %w", c.safe, status, err)
 	}
 	return a, nil
 }
 
-// scrub returns err's text without the URL net/http puts in it, which
-// may carry user info.
-func scrub(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
+// scrub returns err's text, or "timed out" when ctx's deadline passed.
+// The errors of a request name addresses, never the URL's user info.
+func scrub(ctx context.Context, err error) string {
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		return "timed out"
 	}
 	return err.Error()

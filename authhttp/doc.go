@@ -22,10 +22,12 @@
 //   - Every failure to get a usable answer (service down, timeout, an
 //     answer without Auth-Status, a bad Auth-Port) is an error wrapping
 //     ErrService: the session answers it [SYS/TEMP], never [AUTH].
-//   - Keep-alive and a bounded pool: the Client's http.Transport keeps at
-//     most Options.MaxInFlight connections to the service, and at most
-//     that many requests are in flight; the others wait, within the
-//     timeout, for a slot.
+//   - Keep-alive and a bounded pool: at most Options.MaxInFlight requests
+//     are in flight, each on a kept-alive connection of the Client's pool
+//     (pool.go), and at most that many connections wait idle; the other
+//     requests wait, within the timeout, for a slot. net/http writes the
+//     requests and parses the answers; the pool makes each request on the
+//     caller's goroutine, with no hand-over to a Transport's goroutines.
 //   - The optional cache (Options.CacheTTL) keeps only OK answers, keyed
 //     by a keyed hash (HMAC-SHA-256 with a per-process random key) of
 //     everything that decides the answer, the password or digest

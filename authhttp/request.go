@@ -62,6 +62,10 @@ func (c *Client) httpRequest(ctx context.Context, r *Request) (*http.Request, er
 	if err != nil {
 		return nil, fmt.Errorf("auth_http request: %w", err)
 	}
+	if c.user != nil {
+		pw, _ := c.user.Password()
+		req.SetBasicAuth(c.user.Username(), pw)
+	}
 	h := req.Header
 	for k, v := range c.opts.Headers {
 		if http.CanonicalHeaderKey(k) == "Host" {

@@ -2,8 +2,11 @@
 # bench_auth_http.sh - logins/s through an nginx-compatible auth_http
 # service: popgate (auth = ..., without and with cache_ttl) against nginx
 # mail (auth_http, proxy_pass_error_message on) with the same service
-# (integration/authsvc) in front of the same Dovecot, in one run; and the
+# (integration/authsvc) in front of the same servers, in one run; and the
 # extra latency per login the service adds, with and without the cache.
+# Two backends: authsvc's trivial POP3 server, which takes any login at
+# once, so the figures are the proxies' and the service's cost; and
+# Dovecot A, the real thing, whose password check bounds every proxy.
 # The auth-http scenario of bench.sh calls it; it also runs on its own
 # (after setup.sh and start.sh).
 #
@@ -13,10 +16,12 @@
 #   POPGATE  the popgate binary to measure (default: built from the tree)
 #
 # Ports (loopback): 14120 authsvc, 14121 nginx, 14122 popgate with the
-# service, 14123 popgate with the service and cache_ttl, 14124 popgate
-# after-auth without a service (the latency reference). The load users
-# load000..load999 (password load-pw) of Dovecot A route through the
-# service to Dovecot A. Everything started here is stopped by PID.
+# service, 14123 popgate with the service and cache_ttl, 14124 and 14126
+# popgate after-auth without a service in front of Dovecot A and of the
+# trivial server (the latency references), 14125 authsvc's trivial POP3
+# server. The service routes fast000..fast999 to the trivial server and
+# load000..load999 (Dovecot A's load users, password load-pw) to Dovecot A.
+# Everything started here is stopped by PID (nginx by its pid file).
 # Prints a Markdown summary; popload's JSON lines go to DIR/results.jsonl.
 set -euo pipefail
 
@@ -43,6 +48,7 @@ ENV_FILE=${POPGATE_IT_DIR:-/tmp/popgate-it}/env
 POP3_ADDR=$(grep -m1 '^POP3_ADDR=' "$ENV_FILE" | cut -d= -f2-)
 [ -n "$POP3_ADDR" ] || die "$ENV_FILE lacks POP3_ADDR: run integration/start.sh"
 SVC=127.0.0.1:14120 NGINX=127.0.0.1:14121 PG=127.0.0.1:14122 PGCACHE=127.0.0.1:14123 PGSTATIC=127.0.0.1:14124
+TRIVIAL=127.0.0.1:14125 PGSTATICT=127.0.0.1:14126
 
 if ! [ -e /usr/lib/nginx/modules/ngx_mail_module.so ]; then
 	log "installing nginx and libnginx-mod-mail"
@@ -72,12 +78,15 @@ wait_port() {
 	done
 	die "$1 did not open"
 }
-for a in $SVC $NGINX $PG $PGCACHE $PGSTATIC; do
+for a in $SVC $NGINX $PG $PGCACHE $PGSTATIC $TRIVIAL $PGSTATICT; do
 	if port_open "$a"; then die "$a is in use"; fi
 done
 
-printf 'load* load-pw %s %s\n' "${POP3_ADDR%:*}" "${POP3_ADDR#*:}" >"$DIR/users"
-"$DIR/authsvc" -listen "$SVC" -users "$DIR/users" >"$DIR/authsvc.log" 2>&1 &
+{
+	printf 'load* load-pw %s %s\n' "${POP3_ADDR%:*}" "${POP3_ADDR#*:}"
+	printf 'fast* load-pw %s %s\n' "${TRIVIAL%:*}" "${TRIVIAL#*:}"
+} >"$DIR/users"
+"$DIR/authsvc" -listen "$SVC" -users "$DIR/users" -pop3 "$TRIVIAL" >"$DIR/authsvc.log" 2>&1 &
 PIDS+=($!)
 
 cat >"$DIR/nginx.conf" <<CONF
@@ -129,6 +138,12 @@ listener "static" {
   backend = "a"
   filters = []
 }
+listener "static-trivial" {
+  address = "$PGSTATICT"
+  connect = "after-auth"
+  backend = "t"
+  filters = []
+}
 auth_http "dir" {
   url = "http://$SVC/auth"
 }
@@ -139,37 +154,73 @@ auth_http "dir-cache" {
 backend "a" {
   address = "$POP3_ADDR"
 }
+backend "t" {
+  address = "$TRIVIAL"
+}
 CONF
 "$POPGATE" run -config "$DIR/popgate.hcl" >"$DIR/popgate.log" 2>&1 &
 PIDS+=($!)
 PGPID=$!
-for a in $SVC $NGINX $PG $PGCACHE $PGSTATIC; do wait_port "$a"; done
+for a in $SVC $NGINX $PG $PGCACHE $PGSTATIC $TRIVIAL $PGSTATICT; do wait_port "$a"; done
 
-"$DIR/popload" logins -label "logins/s through auth_http, concurrency 16" \
-	-target nginx=$NGINX -target popgate=$PG -target popgate-cache=$PGCACHE -subject popgate,popgate-cache \
-	-pid popgate=$PGPID -pid popgate-cache=$PGPID \
-	-pass load-pw -concurrency 16 -duration $DUR -rounds $ROUNDS -warmup 1 -json "$DIR/results.jsonl" | tee "$DIR/output.txt"
-"$DIR/popload" logins -label "login latency, concurrency 1" \
-	-target static=$PGSTATIC -target popgate=$PG -target popgate-cache=$PGCACHE -subject popgate,popgate-cache \
-	-pass load-pw -concurrency 1 -duration $LAT_DUR -rounds $ROUNDS -warmup 1 -json "$DIR/results.jsonl" | tee -a "$DIR/output.txt"
+logins() { # logins LABEL ARGS...: one popload logins run
+	local label=$1
+	shift
+	echo "load average before $label: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$DIR/output.txt" >&2
+	# A failed login (an overloaded Dovecot) fails the scenario, not the run.
+	"$DIR/popload" logins -label "$label" -pass load-pw -rounds $ROUNDS -warmup 1 -json "$DIR/results.jsonl" "$@" |
+		tee -a "$DIR/output.txt" >&2 || { log "$label: popload reported errors (see $DIR/output.txt)"; FAILED=$((FAILED + 1)); }
+}
+FAILED=0
+logins "throughput-trivial" -user-prefix fast -concurrency 16 -duration $DUR \
+	-target nginx=$NGINX -target popgate=$PG -target popgate-cache=$PGCACHE -target direct=$TRIVIAL \
+	-subject popgate,popgate-cache -pid popgate=$PGPID -pid popgate-cache=$PGPID
+logins "throughput-dovecot" -user-prefix load -concurrency 16 -duration $DUR \
+	-target nginx=$NGINX -target popgate=$PG -target popgate-cache=$PGCACHE -target direct=$POP3_ADDR \
+	-subject popgate,popgate-cache
+logins "latency-trivial" -user-prefix fast -concurrency 1 -duration $LAT_DUR \
+	-target static=$PGSTATICT -target popgate=$PG -target popgate-cache=$PGCACHE -target nginx=$NGINX \
+	-subject popgate,popgate-cache
+logins "latency-dovecot" -user-prefix load -concurrency 1 -duration $LAT_DUR \
+	-target static=$PGSTATIC -target popgate=$PG -target popgate-cache=$PGCACHE -target nginx=$NGINX \
+	-subject popgate,popgate-cache
 log "service requests: $(curl -s "http://$SVC/requests")"
+(cd "$REPO" && go test -run '^$' -bench Authenticate -benchtime 20000x ./authhttp/) | tee "$DIR/gobench.txt" >&2
 
-python3 - "$DIR/results.jsonl" <<'PY'
-import json, sys
-rs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+python3 - "$DIR/results.jsonl" "$DIR/gobench.txt" <<'PY'
+import json, re, sys
+rs = {r["label"]: r for r in (json.loads(l) for l in open(sys.argv[1]) if l.strip())}
+need = ("throughput-trivial", "throughput-dovecot", "latency-trivial", "latency-dovecot")
+missing = [l for l in need if l not in rs]
+if missing:
+    sys.exit("no results for " + ", ".join(missing))
 med = lambda r, n: next(s["median"] for s in r["series"] if s["name"] == n)
-thr, lat = rs[-2], rs[-1]
-n, p, pc = med(thr, "nginx"), med(thr, "popgate"), med(thr, "popgate-cache")
-print("| logins/s, concurrency 16 (median of %d rounds) | nginx mail | popgate | popgate, cache_ttl |" % thr["rounds"])
-print("|---|---|---|---|")
-print("| through authsvc | %.0f | %.0f (%.2fx) | %.0f (%.2fx) |" % (n, p, p / n, pc, pc / n))
-s, q, qc = med(lat, "static"), med(lat, "popgate"), med(lat, "popgate-cache")
-ms = lambda r: 1000.0 / r
+rng = lambda r, n: next("%.0f-%.0f" % (s["min"], s["max"]) for s in r["series"] if s["name"] == n)
+print("| logins/s, 16 workers (median of %d rounds, min-max) | direct | nginx mail | popgate | popgate, cache_ttl | popgate / nginx | cached / nginx |" % rs["throughput-trivial"]["rounds"])
+print("|---|---|---|---|---|---|---|")
+for label, name in (("throughput-trivial", "trivial POP3 server"), ("throughput-dovecot", "Dovecot A")):
+    r = rs[label]
+    n, p, pc = med(r, "nginx"), med(r, "popgate"), med(r, "popgate-cache")
+    err = " (%d failed logins)" % r["errors"] if r["errors"] else ""
+    print("| %s%s | %.0f (%s) | %.0f (%s) | %.0f (%s) | %.0f (%s) | %.2fx | %.2fx |" % (name, err, med(r, "direct"), rng(r, "direct"),
+          n, rng(r, "nginx"), p, rng(r, "popgate"), pc, rng(r, "popgate-cache"), p / n, pc / n))
 print()
-print("| one login at a time | no service | service | service, cache_ttl |")
-print("|---|---|---|---|")
-print("| ms per login (1000 / logins/s) | %.3f | %.3f | %.3f |" % (ms(s), ms(q), ms(qc)))
-print("| extra latency of the service | - | %+.3f ms | %+.3f ms |" % (ms(q) - ms(s), ms(qc) - ms(s)))
+print("| ms per login, one at a time (1000 / logins/s) | popgate, no service | popgate + service | popgate + service, cache_ttl | nginx + service |")
+print("|---|---|---|---|---|")
+for label, name in (("latency-trivial", "trivial POP3 server"), ("latency-dovecot", "Dovecot A")):
+    r = rs[label]
+    ms = lambda n: 1000.0 / med(r, n)
+    s = ms("static")
+    print("| %s | %.3f | %.3f (%+.3f) | %.3f (%+.3f) | %.3f |" % (name, s, ms("popgate"), ms("popgate") - s,
+          ms("popgate-cache"), ms("popgate-cache") - s, ms("nginx")))
 print()
-print("target: popgate >= 1.2x nginx: %s (%.2fx)" % ("met" if p / n >= 1.2 else "MISSED", p / n))
+for line in open(sys.argv[2]):
+    m = re.match(r"BenchmarkAuthenticate/(\S+)-\d+\s+\d+\s+([\d.]+) ns/op", line)
+    if m:
+        print("authhttp client alone, loopback service (%s): %.1f us per login" % (m.group(1), float(m.group(2)) / 1000))
+r = rs["throughput-trivial"]
+ratio = med(r, "popgate") / med(r, "nginx")
+print()
+print("target popgate >= 1.2x nginx (trivial server, no cache): %s (%.2fx)" % ("met" if ratio >= 1.2 else "MISSED", ratio))
 PY
+[ "$FAILED" = 0 ] || die "$FAILED scenarios reported errors"

@@ -42,6 +42,8 @@ var (
 		"digest-md5", "scram-sha-1", "scram-sha-1-plus", "scram-sha-256", "scram-sha-256-plus",
 		"oauthbearer", "xoauth2", "external", "gssapi", "ntlm", "anonymous")
 	loginResults = newLabelSet("ok", "fail")
+	// authResults are the results of an auth_http request.
+	authResults = newLabelSet("ok", "refused", "error", "cached")
 	// verbs are the commands popgate relays (RFC 1939, 2449, 2595,
 	// 5034); a line popgate answers itself before any filter (an unknown
 	// command, bad arguments, the wrong state) is counted as "other".
@@ -64,18 +66,19 @@ var (
 // clientLabels maps each metric's label that is not a configured name to
 // its fixed set. The tests compare it with docs/CONFIG.md.
 var clientLabels = map[[2]string]labelSet{
-	{"popgate_sessions_open", "tls"}:            newLabelSet("true", "false"),
-	{"popgate_sessions_total", "tls"}:           newLabelSet("true", "false"),
-	{"popgate_sessions_total", "reason"}:        endReasons,
-	{"popgate_logins_total", "mechanism"}:       mechanisms,
-	{"popgate_logins_total", "result"}:          loginResults,
-	{"popgate_commands_total", "verb"}:          verbs,
-	{"popgate_commands_total", "status"}:        statuses,
-	{"popgate_client_bytes_total", "direction"}: newLabelSet("in", "out"),
-	{"popgate_scan_verdicts_total", "verdict"}:  newLabelSet("clean", "infected", "error"),
-	{"popgate_scan_verdicts_total", "action"}:   actions,
-	{"popgate_throttled_total", "reason"}:       throttleReasons,
-	{"popgate_reloads_total", "result"}:         newLabelSet("ok", "error"),
+	{"popgate_sessions_open", "tls"}:               newLabelSet("true", "false"),
+	{"popgate_sessions_total", "tls"}:              newLabelSet("true", "false"),
+	{"popgate_sessions_total", "reason"}:           endReasons,
+	{"popgate_logins_total", "mechanism"}:          mechanisms,
+	{"popgate_logins_total", "result"}:             loginResults,
+	{"popgate_commands_total", "verb"}:             verbs,
+	{"popgate_commands_total", "status"}:           statuses,
+	{"popgate_client_bytes_total", "direction"}:    newLabelSet("in", "out"),
+	{"popgate_scan_verdicts_total", "verdict"}:     newLabelSet("clean", "infected", "error"),
+	{"popgate_scan_verdicts_total", "action"}:      actions,
+	{"popgate_throttled_total", "reason"}:          throttleReasons,
+	{"popgate_reloads_total", "result"}:            newLabelSet("ok", "error"),
+	{"popgate_auth_http_requests_total", "result"}: authResults,
 	// Package cluster's own metrics (registered by main): op is one of
 	// its constants, never client input, so there is no "other".
 	{"popgate_cluster_fallbacks_total", "op"}: clusterOps,
@@ -119,3 +122,6 @@ func throttleReasonLabel(v string) string { return throttleReasons.value(v) }
 
 // actionLabel is the action label of popgate_scan_verdicts_total.
 func actionLabel(v string) string { return actions.value(v) }
+
+// authResultLabel is the result label of popgate_auth_http_requests_total.
+func authResultLabel(v string) string { return authResults.value(v) }

@@ -35,6 +35,8 @@ type Server struct {
 	commands      *prometheus.CounterVec
 	bytes         *prometheus.CounterVec
 	dialSeconds   *prometheus.HistogramVec
+	authRequests  *prometheus.CounterVec
+	authSeconds   *prometheus.HistogramVec
 	dialErrors    *prometheus.CounterVec
 	verdicts      *prometheus.CounterVec
 	scanSeconds   prometheus.Histogram
@@ -88,6 +90,10 @@ func New(logger hclog.Logger) *Server {
 			Help: "Octets exchanged with clients (in: from clients, out: to clients)."}, []string{"listener", "direction"}),
 		dialSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "popgate_backend_dial_seconds",
 			Help: "Time to connect to a backend, up to its greeting (and STLS).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}, []string{"backend"}),
+		authRequests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "popgate_auth_http_requests_total",
+			Help: "Logins asked of auth_http services, by result."}, []string{"auth", "result"}),
+		authSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "popgate_auth_http_seconds",
+			Help: "Time to an auth_http service's answer (or the cache's).", Buckets: prometheus.DefBuckets}, []string{"auth"}),
 		dialErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "popgate_backend_dial_errors_total",
 			Help: "Failed backend connections."}, []string{"backend"}),
 		verdicts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "popgate_scan_verdicts_total",
@@ -102,7 +108,7 @@ func New(logger hclog.Logger) *Server {
 			Help: "Audit records that could not be written and are lost, by audit filter."}, []string{"filter"}),
 	}
 	for _, c := range []prometheus.Collector{s.sessionsOpen, s.sessionsTotal, s.logins, s.commands, s.bytes,
-		s.dialSeconds, s.dialErrors, s.verdicts, s.scanSeconds, s.throttled, s.reloads, s.auditErrors,
+		s.dialSeconds, s.authRequests, s.authSeconds, s.dialErrors, s.verdicts, s.scanSeconds, s.throttled, s.reloads, s.auditErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		s.reg.MustRegister(c)
 	}
@@ -233,6 +239,10 @@ func (s *Server) Hooks() proxy.Hooks {
 			s.mu.Lock()
 			s.health[backend] = h
 			s.mu.Unlock()
+		},
+		AuthService: func(service, result string, d time.Duration) {
+			s.authRequests.WithLabelValues(service, authResultLabel(result)).Inc()
+			s.authSeconds.WithLabelValues(service).Observe(d.Seconds())
 		},
 		Throttled: func(listener, reason string) {
 			s.throttled.WithLabelValues(listener, throttleReasonLabel(reason)).Inc()

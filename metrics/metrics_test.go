@@ -18,7 +18,7 @@ import (
 )
 
 // configuredLabels name configured things; the configuration bounds them.
-var configuredLabels = map[string]bool{"listener": true, "backend": true, "filter": true}
+var configuredLabels = map[string]bool{"listener": true, "backend": true, "filter": true, "auth": true}
 
 var (
 	docLabelRow   = regexp.MustCompile("(?m)^\\| `(popgate_[a-z_]+)` \\| `([a-z_]+)` \\| (.*) \\|$")
@@ -93,6 +93,7 @@ func TestMetricLabelsFromFixedSets(t *testing.T) {
 		h.Command(v, "+OK")
 		h.Command("RETR", v)
 		h.BackendDial("b1", time.Millisecond, nil)
+		h.AuthService("b1", v, time.Millisecond)
 		h.Throttled("l1", v)
 		h.Verdict("l1", &filters.Verdict{Scanned: true, Clean: true, Action: v})
 		h.Verdict("l1", &filters.Verdict{Action: clamav.ActionTempFail, Err: errors.New(v)})

@@ -70,6 +70,19 @@ func (s *session) askService(ctx context.Context) (t target, verified bool, resp
 	start := time.Now()
 	a, err := svc.Client.Authenticate(ctx, req)
 	req.Pass = ""
+	if h := s.cfg.Hooks.AuthService; h != nil {
+		result := "error"
+		switch {
+		case err != nil:
+		case a.Cached:
+			result = "cached"
+		case a.OK:
+			result = "ok"
+		default:
+			result = "refused"
+		}
+		h(svc.Name, result, time.Since(start))
+	}
 	if err != nil {
 		s.log.Warn("auth service failed", "auth", svc.Name, "user", l.User, "error", err)
 		return target{}, false, authSysTemp(), false

@@ -388,6 +388,75 @@ func TestAuthServiceWaitDelaysRefusal(t *testing.T) {
 	}
 }
 
+func TestAuthServiceKeepsLoginThrottling(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-User") == "broken" {
+			return map[string]string{"Auth-Server": "b"} // no Auth-Status: a service error
+		}
+		return map[string]string{"Auth-Status": "Invalid login or password"}
+	})
+	addr := startAuthProxy(t, svc.srv.URL, be.addr(), "", nil)
+	timed := func(c *testClient, user, want string) time.Duration {
+		t.Helper()
+		c.send("USER " + user + "\r\n")
+		c.expect("+OK")
+		start := time.Now()
+		c.send("PASS x\r\n")
+		c.expect(want)
+		return time.Since(start)
+	}
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	// A service that cannot answer is no guess: never delayed, never counted.
+	for i := 0; i < 4; i++ {
+		if d := timed(c, "broken", "-ERR [SYS/TEMP]"); d > 400*time.Millisecond {
+			t.Fatalf("service error answered after %s: it was throttled", d)
+		}
+	}
+	// A refusal is a failed guess: throttled like a backend's refusal.
+	if d := timed(c, "mallory", "-ERR [AUTH]"); d < 400*time.Millisecond {
+		t.Fatalf("refused login answered after %s, want the throttle's delay", d)
+	}
+}
+
+func TestAuthServiceHook(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-Pass") == "secret" {
+			return map[string]string{"Auth-Status": "OK"}
+		}
+		return map[string]string{"Auth-Status": "no"}
+	})
+	var mu sync.Mutex
+	var results []string
+	client, err := authhttp.New(authhttp.Options{URL: svc.srv.URL, CacheTTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := startAuthProxy(t, svc.srv.URL, be.addr(), "", func(c *Config, s *AuthService) {
+		s.Client = client
+		c.Hooks.AuthService = func(service, result string, _ time.Duration) {
+			mu.Lock()
+			results = append(results, service+":"+result)
+			mu.Unlock()
+		}
+	})
+	for _, pass := range []string{"wrong", "secret", "secret"} {
+		c := dialClient(t, addr)
+		c.expect("+OK")
+		c.send("USER alice\r\nPASS " + pass + "\r\nQUIT\r\n")
+		c.expect("+OK")
+		c.line()
+		c.expect("+OK")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(results, " "); got != "dir:refused dir:ok dir:cached" {
+		t.Fatalf("hook saw %q", got)
+	}
+}
+
 // TestAuthServicePinsAPoolMember checks that an Auth-Server address that
 // is one server of a pool backend reaches that server, whatever the
 // pool's own choice would be, and that the pool still picks for a login

@@ -260,6 +260,10 @@ type Hooks struct {
 	// Verdict reports a virus scanner's verdict on a RETR or TOP.
 	Verdict     func(listener string, v *filters.Verdict)
 	BackendDial func(backend string, d time.Duration, err error)
+	// AuthService reports one login asked of an auth_http service:
+	// result is "ok", "refused", "error" (no usable answer) or "cached"
+	// (an OK from the cache), d how long the answer took.
+	AuthService func(service, result string, d time.Duration)
 	Throttled   func(listener, reason string)
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"hash/fnv"
 	"math/rand/v2"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -50,12 +51,34 @@ func (b *Backend) servers() []string {
 }
 
 // tlsConfigFor returns the client TLS configuration that verifies the
-// server at addr of b.
+// server at addr of b. A server outside b's own (one an auth service
+// named) is verified as itself, under its own host, unless b's server
+// name was set explicitly to something other than the host of one of
+// b's servers.
 func (b *Backend) tlsConfigFor(addr string) *tls.Config {
 	if c, ok := b.ServerTLS[addr]; ok {
 		return c
 	}
-	return b.TLSConfig
+	if b.TLSConfig == nil || addr == "" || slices.Contains(b.servers(), addr) {
+		return b.TLSConfig
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil || host == "" {
+		return b.TLSConfig
+	}
+	name := b.TLSConfig.ServerName
+	defaulted := name == ""
+	for _, own := range b.servers() {
+		if h, _, err := net.SplitHostPort(own); err == nil && h == name {
+			defaulted = true
+		}
+	}
+	if !defaulted {
+		return b.TLSConfig
+	}
+	c := b.TLSConfig.Clone()
+	c.ServerName = host
+	return c
 }
 
 // poolSet is the registry of every backend's servers and their health.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strings"
@@ -605,5 +606,34 @@ func TestPoolFailoverXCLIENT(t *testing.T) {
 	}
 	if st := srv.Pools(); st[0].Failures+st[1].Failures != 1 {
 		t.Errorf("pools: %+v; want one failure counted", st)
+	}
+}
+
+// TestTLSConfigForAServerOutsideTheBlock checks that a server an auth
+// service names outside the backend's own is verified under its own host
+// when the backend's server name was the default (its own host), and
+// under the backend's explicit server_name otherwise.
+func TestTLSConfigForAServerOutsideTheBlock(t *testing.T) {
+	own := &Backend{Address: "mail.example.test:995", TLSConfig: &tls.Config{ServerName: "mail.example.test"}}
+	if got := own.tlsConfigFor("mail.example.test:995").ServerName; got != "mail.example.test" {
+		t.Errorf("the backend's own server: %q", got)
+	}
+	if got := own.tlsConfigFor("192.0.2.7:995").ServerName; got != "192.0.2.7" {
+		t.Errorf("a server outside the block, default name: %q, want its own host", got)
+	}
+	if own.TLSConfig.ServerName != "mail.example.test" {
+		t.Errorf("the backend's configuration was changed: %q", own.TLSConfig.ServerName)
+	}
+	explicit := &Backend{Address: "10.0.0.5:995", TLSConfig: &tls.Config{ServerName: "pop.example.test"}}
+	if got := explicit.tlsConfigFor("192.0.2.7:995").ServerName; got != "pop.example.test" {
+		t.Errorf("explicit server_name: %q, want it kept", got)
+	}
+	pool := &Backend{Servers: []string{"a.example.test:995"}, TLSConfig: &tls.Config{},
+		ServerTLS: map[string]*tls.Config{"a.example.test:995": {ServerName: "a.example.test"}}}
+	if got := pool.tlsConfigFor("a.example.test:995").ServerName; got != "a.example.test" {
+		t.Errorf("a pool member: %q", got)
+	}
+	if got := pool.tlsConfigFor("192.0.2.8:995").ServerName; got != "192.0.2.8" {
+		t.Errorf("outside a pool: %q", got)
 	}
 }

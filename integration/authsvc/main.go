@@ -4,7 +4,7 @@
 // looks like to nginx and to popgate alike.
 //
 // Usage: authsvc -listen 127.0.0.1:14120 -users FILE [-key K] [-verify=false]
-// [-slow-user NAME -slow DURATION] [-wait N]
+// [-slow-user NAME -slow DURATION] [-wait N] [-pop3 ADDR]
 //
 // FILE has one user a line, fields separated by blanks:
 //
@@ -20,7 +20,9 @@
 // "-", and Auth-Pass (BACKEND_PASSWORD, else PASSWORD). A refusal is
 // "Auth-Status: Invalid login or password" with Auth-Wait N when -wait is
 // set. With -key, a request without "X-Auth-Key: K" gets an answer with no
-// Auth-Status (a service error to its client).
+// Auth-Status (a service error to its client). With -pop3 it also serves a
+// trivial POP3 server that takes any login (pop3.go), the benchmark's
+// backend when the proxies, not Dovecot, are to be measured.
 package main
 
 import (
@@ -54,7 +56,11 @@ func main() {
 	slowUser := flag.String("slow-user", "", "a user whose answers are delayed by -slow")
 	slow := flag.Duration("slow", 10*time.Second, "delay of -slow-user's answers")
 	wait := flag.Int("wait", 0, "Auth-Wait seconds sent with refusals (0: none)")
+	pop3 := flag.String("pop3", "", "also serve a trivial POP3 server on this address (benchmark backend)")
 	flag.Parse()
+	if *pop3 != "" {
+		go servePOP3(*pop3)
+	}
 	users, err := readUsers(*usersFile)
 	if err != nil {
 		log.Fatalf("authsvc: %v", err)

@@ -1,0 +1,112 @@
+package authhttp
+
+import (
+	"context"
+	"crypto/x509"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestPoolRetriesAConnectionTheServiceClosed: a kept-alive connection the
+// service closed while it was idle costs the login nothing.
+func TestPoolRetriesAConnectionTheServiceClosed(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Auth-Status", "OK")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newClient(t, Options{URL: srv.URL})
+	r := &Request{User: "u", Pass: "p"}
+	if _, err := c.Authenticate(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	srv.CloseClientConnections() // the service drops its idle connections
+	if _, err := c.Authenticate(context.Background(), r); err != nil {
+		t.Fatalf("after the service closed the idle connection: %v", err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2", n)
+	}
+}
+
+func TestPoolBasicAuthFromURLAndLargeBody(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "svc" || p != "k3y" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Auth-Status", "OK")
+		w.Write([]byte(strings.Repeat("x", 10000))) // more than the client reads
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newClient(t, Options{URL: "http://svc:k3y@" + strings.TrimPrefix(srv.URL, "http://")})
+	for i := 0; i < 2; i++ {
+		a, err := c.Authenticate(context.Background(), &Request{User: "u", Pass: "p"})
+		if err != nil || !a.OK {
+			t.Fatalf("%+v %v", a, err)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2: a connection with an unread body is not reused", n)
+	}
+}
+
+func TestPoolHTTPS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Auth-Status", "OK")
+	}))
+	defer srv.Close()
+	c := newClient(t, Options{URL: srv.URL})
+	if _, err := c.Authenticate(context.Background(), &Request{User: "u", Pass: "p"}); err == nil {
+		t.Fatal("a certificate no root signs was accepted")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	c.pool.tlsConf.RootCAs = roots
+	if a, err := c.Authenticate(context.Background(), &Request{User: "u", Pass: "p"}); err != nil || !a.OK {
+		t.Fatalf("%+v %v", a, err)
+	}
+}
+
+func TestPoolIdleConnectionsExpire(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Auth-Status", "OK")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := newClient(t, Options{URL: srv.URL})
+	c.pool.idleFor = time.Nanosecond
+	for i := 0; i < 3; i++ {
+		if _, err := c.Authenticate(context.Background(), &Request{User: "u", Pass: "p"}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // older than idleFor: a clock, not a synchronisation
+	}
+	if n := conns.Load(); n != 3 {
+		t.Fatalf("%d connections, want 3 (idle ones expire)", n)
+	}
+}
