@@ -263,27 +263,16 @@ func (b *backendConn) login(cfg *Backend, user, password string, pf proof) (pars
 		ir := base64.StdEncoding.EncodeToString(raw)
 		return b.cmd(parser.NewCommand("AUTH", "PLAIN", ir))
 	default:
-		// USER and PASS go out together: one round trip fewer per login.
-		if err := b.w.WriteCommand(parser.NewCommand("USER", user)); err != nil {
-			return parser.Response{}, err
+		// USER, then PASS once USER was accepted: never together. A
+		// server that answers USER and PASS in two small writes (Dovecot)
+		// would hold the second behind Nagle's algorithm until popgate's
+		// delayed ACK of the first, about 40 ms per login, far more than
+		// the round trip saved; and a server that refuses the user never
+		// sees the password.
+		ur, err := b.cmd(parser.NewCommand("USER", user))
+		if err != nil || !ur.IsOK() {
+			return ur, err
 		}
-		if err := b.w.WriteCommand(parser.Command{Verb: "PASS", Args: []string{password}}); err != nil {
-			return parser.Response{}, err
-		}
-		if err := b.w.Flush(); err != nil {
-			return parser.Response{}, err
-		}
-		ur, err := b.r.ReadResponse()
-		if err != nil {
-			return parser.Response{}, err
-		}
-		pr, err := b.r.ReadResponse()
-		if err != nil {
-			return parser.Response{}, err
-		}
-		if !ur.IsOK() {
-			return ur, nil
-		}
-		return pr, nil
+		return b.cmd(parser.Command{Verb: "PASS", Args: []string{password}})
 	}
 }

@@ -224,6 +224,9 @@ func TestPoolNoRetryAfterCredentials(t *testing.T) {
 			if err != nil || strings.HasPrefix(l, "PASS") {
 				return // dies mid-login
 			}
+			if strings.HasPrefix(l, "USER") {
+				bc.send("+OK")
+			}
 		}
 	})
 	spare := newFakeBackend(t)

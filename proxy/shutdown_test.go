@@ -20,7 +20,10 @@ func TestShutdownInterruptsBackendWaits(t *testing.T) {
 				if err != nil {
 					return
 				}
-				// USER and PASS go out together; answer neither.
+				// Accept USER; never answer PASS.
+				if strings.HasPrefix(l, "USER") {
+					bc.send("+OK")
+				}
 				if strings.HasPrefix(l, "PASS") {
 					gotPass <- struct{}{}
 				}
