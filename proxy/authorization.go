@@ -89,8 +89,14 @@ func (s *session) login(ctx context.Context) parser.Response {
 		var verified bool
 		var resp parser.Response
 		var ok bool
+		before := l.BackendUser
 		if t, verified, resp, ok = s.askService(ctx); !ok {
 			return resp
+		}
+		// Auth-User may name a blocked mailbox: check the name the
+		// backend would get, before it gets anything.
+		if l.BackendUser != before && s.loginBlocked() {
+			return parser.ErrorResponse(errBlocked())
 		}
 		if verified {
 			pf = byVerifier

@@ -484,3 +484,32 @@ func TestAuthServicePinsAPoolMember(t *testing.T) {
 		c.expect(want)
 	}
 }
+
+// A mailbox an administrator blocked stays blocked when the auth service
+// maps another login name to it (Auth-User): the block list is checked
+// again on the name the backend would get.
+func TestAuthServiceAuthUserOfABlockedMailboxIsRefused(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		return map[string]string{"Auth-Status": "OK", "Auth-User": "alice"}
+	})
+	client, err := authhttp.New(authhttp.Options{URL: svc.srv.URL, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startProxy(t, be.addr(), func(c *Config) {
+		c.Listeners[0].Connect = ConnectAfterAuth
+		c.Listeners[0].Auth = &AuthService{Name: "dir", Client: client}
+	})
+	srv.Block(Block{User: "Alice", Until: time.Now().Add(time.Hour)})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER alias\r\nPASS secret\r\n")
+	c.expect("+OK")
+	c.expect("-ERR [AUTH] authentication failed")
+	srv.Block(Block{User: "Alice", Until: time.Now().Add(-time.Second)}) // lifted
+	c.send("USER alias\r\nPASS secret\r\nSTAT\r\n")
+	c.expect("+OK")
+	c.expect("+OK logged in")
+	c.expect("+OK 1 ")
+}
