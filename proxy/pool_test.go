@@ -640,3 +640,31 @@ func TestTLSConfigForAServerOutsideTheBlock(t *testing.T) {
 		t.Errorf("outside a pool: %q", got)
 	}
 }
+
+// TestPoolReloadRemovedServerGetsNoNewLogin: a session accepted before a
+// reload that removed a server logs in after it: the removed server gets
+// no connection, the one kept serves the login.
+func TestPoolReloadRemovedServerGetsNoNewLogin(t *testing.T) {
+	removed, kept := newFakeBackend(t), newFakeBackend(t)
+	srv, addr := startPool(t, []string{removed.addr(), kept.addr()}, nil)
+	cl := dialClient(t, addr)
+	cl.expect("+OK") // accepted under the old configuration
+	cfg := *srv.cfg.Load()
+	be := *cfg.Backends["b"]
+	be.Servers = []string{kept.addr()}
+	cfg.Backends = map[string]*Backend{"b": &be}
+	cfg.Listeners = append([]Listener(nil), cfg.Listeners...)
+	if err := srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	cl.send("USER a\r\nPASS secret\r\nSTAT\r\n")
+	cl.expect("+OK")
+	cl.expect("+OK")
+	cl.expect("+OK 0 100")
+	if n := removed.connections(); n != 0 {
+		t.Errorf("the removed server got %d connections after the reload; want 0", n)
+	}
+	if n := kept.connections(); n != 1 {
+		t.Errorf("the kept server got %d connections; want 1", n)
+	}
+}
