@@ -513,3 +513,39 @@ func TestAuthServiceAuthUserOfABlockedMailboxIsRefused(t *testing.T) {
 	c.expect("+OK logged in")
 	c.expect("+OK 1 ")
 }
+
+// A success forgets the failures of the name the client typed as well as
+// those of the name the auth service mapped it to (Auth-User): a user
+// who mistyped a password and then logged in starts again from zero.
+func TestAuthServiceSuccessForgetsTheTypedName(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-Pass") == "secret" {
+			return map[string]string{"Auth-Status": "OK", "Auth-User": "alice@example.com"}
+		}
+		return map[string]string{"Auth-Status": "Invalid login or password"}
+	})
+	client, err := authhttp.New(authhttp.Options{URL: svc.srv.URL, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startProxy(t, be.addr(), func(c *Config) {
+		c.Listeners[0].Connect = ConnectAfterAuth
+		c.Listeners[0].Auth = &AuthService{Name: "dir", Client: client}
+	})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER alias\r\nPASS wrong\r\n")
+	c.expect("+OK")
+	c.expect("-ERR [AUTH]")
+	st := srv.state.(*LocalLoginState)
+	if n := st.Fails("user:alias"); n != 1 {
+		t.Fatalf("%d failures counted for alias after a refusal, want 1", n)
+	}
+	c.send("USER alias\r\nPASS secret\r\n")
+	c.expect("+OK")
+	c.expect("+OK logged in")
+	if n := st.Fails("user:alias"); n != 0 {
+		t.Fatalf("%d failures still counted for alias after its login succeeded, want 0", n)
+	}
+}
