@@ -94,8 +94,12 @@ func (s *session) login(ctx context.Context) parser.Response {
 			return resp
 		}
 		// Auth-User may name a blocked mailbox: check the name the
-		// backend would get, before it gets anything.
+		// backend would get, before it gets anything. The service has
+		// seen the password by now, so the refusal is counted and
+		// delayed like a wrong password: its timing must not tell the
+		// client that the password was right.
 		if l.BackendUser != before && s.loginBlocked() {
+			s.auth.blocked = false
 			return parser.ErrorResponse(errBlocked())
 		}
 		if verified {

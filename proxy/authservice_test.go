@@ -507,6 +507,10 @@ func TestAuthServiceAuthUserOfABlockedMailboxIsRefused(t *testing.T) {
 	c.send("USER alias\r\nPASS secret\r\n")
 	c.expect("+OK")
 	c.expect("-ERR [AUTH] authentication failed")
+	// Counted like a wrong password: the answer tells nothing.
+	if n := srv.state.(*LocalLoginState).Fails("user:alias"); n != 1 {
+		t.Fatalf("%d failures counted for the blocked login, want 1", n)
+	}
 	srv.Block(Block{User: "Alice", Until: time.Now().Add(-time.Second)}) // lifted
 	c.send("USER alias\r\nPASS secret\r\nSTAT\r\n")
 	c.expect("+OK")
