@@ -146,6 +146,14 @@ func (s *session) login(ctx context.Context) parser.Response {
 		s.log.Error("backend login refused to act for an unproven client", "user", l.User, "backend", name)
 		return parser.Err(parser.CodeAuth, "authentication failed")
 	}
+	if errors.Is(err, parser.ErrBadCommand) {
+		// The credentials fit in no POP3 command (AUTH PLAIN and LOGIN
+		// carry an empty password or a TAB that PASS cannot): a failed
+		// login, and never the server's fault.
+		bc.close()
+		s.log.Info("backend login impossible: the credentials cannot be sent", "user", l.User, "backend", name)
+		return parser.Err(parser.CodeAuth, "authentication failed")
+	}
 	if err != nil {
 		bc.close()
 		if bc.server != nil {

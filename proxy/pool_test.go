@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"strings"
@@ -667,4 +668,29 @@ func TestPoolReloadRemovedServerGetsNoNewLogin(t *testing.T) {
 	if n := kept.connections(); n != 1 {
 		t.Errorf("the kept server got %d connections; want 1", n)
 	}
+}
+
+// TestPoolUnsendableCredentialsAreNotTheServersFault: AUTH PLAIN or LOGIN
+// can carry a password no PASS command can (empty, or with a TAB). Such a
+// login fails with [AUTH], like a wrong password, and never counts
+// against the server: a client must not be able to take a pool member
+// down with logins of its own making.
+func TestPoolUnsendableCredentialsAreNotTheServersFault(t *testing.T) {
+	be := newFakeBackend(t)
+	srv, addr := startPool(t, []string{be.addr()}, func(c *Config) {
+		c.Backends["b"].Health.FailThreshold = 1
+	})
+	for _, plain := range []string{"\x00alice\x00", "\x00alice\x00pa\tss", "\x00al\tice\x00secret"} {
+		c := dialClient(t, addr)
+		c.expect("+OK")
+		c.send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte(plain)) + "\r\n")
+		c.expect("-ERR [AUTH]")
+	}
+	for _, st := range srv.Pools() {
+		if st.Failures != 0 || !st.Up {
+			t.Errorf("%s: %+v; want up without failures", st.Server, st)
+		}
+	}
+	c := dialClient(t, addr)
+	c.login() // the server still serves
 }
