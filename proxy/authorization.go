@@ -156,9 +156,11 @@ func (s *session) login(ctx context.Context) parser.Response {
 	}
 	if err != nil {
 		bc.close()
-		if bc.server != nil {
+		if bc.server != nil && ctx.Err() == nil {
 			// Counted against the server, but never retried: the
-			// credentials may have reached it (pool_dial.go).
+			// credentials may have reached it (pool_dial.go). A
+			// session that ended meanwhile (kick, shutdown) closed
+			// the connection itself: not the server's fault.
 			bc.server.failed(err, "login")
 		}
 		s.log.Warn("backend login conversation failed", "backend", name, "error", err)

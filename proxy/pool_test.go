@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -693,4 +694,52 @@ func TestPoolUnsendableCredentialsAreNotTheServersFault(t *testing.T) {
 	}
 	c := dialClient(t, addr)
 	c.login() // the server still serves
+}
+
+// TestPoolKickMidLoginIsNotTheServersFault: a session kicked (or shut
+// down) while the server is still answering its login ends that login,
+// and the server, which did nothing wrong, counts no failure.
+func TestPoolKickMidLoginIsNotTheServersFault(t *testing.T) {
+	gotPass := make(chan struct{}, 1)
+	slow := newScriptBackend(t, func(bc *scriptConn) {
+		bc.send("+OK ready")
+		for {
+			l, err := bc.readLine()
+			if err != nil {
+				return
+			}
+			switch {
+			case strings.HasPrefix(l, "USER"):
+				bc.send("+OK")
+			case strings.HasPrefix(l, "PASS"):
+				gotPass <- struct{}{}
+				bc.readLine() // checks the password slowly: until popgate hangs up
+				return
+			}
+		}
+	})
+	srv, addr := startPool(t, []string{slow.addr()}, func(c *Config) {
+		c.Backends["b"].Health.FailThreshold = 1
+	})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER a\r\nPASS secret\r\n")
+	c.expect("+OK")
+	select {
+	case <-gotPass:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the login never reached the server")
+	}
+	if n := srv.Kick(Match{Addr: netip.MustParsePrefix("127.0.0.1/32")}); n != 1 {
+		t.Fatalf("kicked %d sessions, want 1", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Sessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // no signal for the session's end: bounded polling
+	}
+	for _, st := range srv.Pools() {
+		if st.Failures != 0 || !st.Up {
+			t.Errorf("%s: %+v; want up without failures after a kick mid-login", st.Server, st)
+		}
+	}
 }
