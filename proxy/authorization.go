@@ -84,6 +84,7 @@ func (s *session) login(ctx context.Context) parser.Response {
 	}
 	var t target
 	pf := unproven
+	renamed := false // an auth service's Auth-User replaced the backend login
 	if s.lst.Auth != nil {
 		s.chargeLogin()
 		var verified bool
@@ -98,7 +99,8 @@ func (s *session) login(ctx context.Context) parser.Response {
 		// seen the password by now, so the refusal is counted and
 		// delayed like a wrong password: its timing must not tell the
 		// client that the password was right.
-		if l.BackendUser != before && s.loginBlocked() {
+		renamed = l.BackendUser != before
+		if renamed && s.loginBlocked() {
 			s.auth.blocked = false
 			return parser.ErrorResponse(errBlocked())
 		}
@@ -119,9 +121,11 @@ func (s *session) login(ctx context.Context) parser.Response {
 	l.Backend = name
 	// A master login acts for whoever the client claims to be: the client
 	// must prove it here first, before any backend is contacted. A digest
-	// the session passed to the service is no password to check locally.
+	// the session passed to the service is no password to check locally,
+	// and a local check proves the name the client typed, not the one a
+	// service that does not verify passwords chose in Auth-User.
 	if b.MasterUser != "" && pf != byVerifier {
-		if !digest {
+		if !digest && !renamed {
 			pf = s.verifyLocally(&filters.Login{User: l.User, Password: clientPass})
 		}
 		if pf != byVerifier {

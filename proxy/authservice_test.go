@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/authhttp"
+	"github.com/popgate/popgate/filters"
 )
 
 // authService is an httptest auth_http service whose answers a test
@@ -551,5 +552,39 @@ func TestAuthServiceSuccessForgetsTheTypedName(t *testing.T) {
 	c.expect("+OK logged in")
 	if n := st.Fails("user:alias"); n != 0 {
 		t.Fatalf("%d failures still counted for alias after its login succeeded, want 0", n)
+	}
+}
+
+// A service that does not verify passwords (verifies_password = false)
+// may route, but not choose whom a master login acts for: a client that
+// proved its own password locally is not logged in, through the master
+// user, to the mailbox the service names in Auth-User. Without Auth-User
+// the local proof still opens the client's own mailbox.
+func TestAuthServiceUnverifiedAuthUserIsNoMasterTarget(t *testing.T) {
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-User") == "alice" {
+			return map[string]string{"Auth-Status": "OK", "Auth-User": "bob"}
+		}
+		return map[string]string{"Auth-Status": "OK"}
+	})
+	mb := &masterBackend{}
+	addr := startAuthProxy(t, svc.srv.URL, mb.start(t), "", func(c *Config, s *AuthService) {
+		c.Listeners[0].Filters = []filters.Filter{secretsVerifier{"alice": "right", "carol": "carolpw"}}
+		b := c.Backends["b"]
+		b.Login, b.MasterUser, b.MasterPassword = LoginSASLPlain, "master", "mpw"
+	})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER alice\r\nPASS right\r\n")
+	c.expect("+OK")
+	c.expect("-ERR [AUTH]")
+	if conns, plains := mb.seen(); conns != 0 || len(plains) != 0 {
+		t.Fatalf("a master login acted for the service's Auth-User: %d connections, %q", conns, plains)
+	}
+	c.send("USER carol\r\nPASS carolpw\r\n")
+	c.expect("+OK")
+	c.expect("+OK logged in")
+	if _, plains := mb.seen(); len(plains) != 1 || plains[0] != "carol\x00master\x00mpw" {
+		t.Fatalf("master PLAIN %q, want carol's", plains)
 	}
 }
