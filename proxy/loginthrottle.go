@@ -101,11 +101,12 @@ func (s *session) settleSuccess() bool {
 		s.auth.charge = nil
 	}
 	keys := s.throttleKeys()
-	// The user keys of the charge name the login as it was before the
-	// auth service's Auth-User rewrote it: forget those failures too.
+	// The user key of the charge names the login as it was before the
+	// auth service's Auth-User rewrote it: forget its failures too (not
+	// its local part's, which other realms share).
 	forget := keys[1:]
 	for _, k := range refund {
-		if !strings.HasPrefix(k, "net:") && !slices.Contains(forget, k) {
+		if strings.HasPrefix(k, "user:") && !slices.Contains(forget, k) {
 			forget = append(forget, k)
 		}
 	}
