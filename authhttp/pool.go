@@ -33,9 +33,17 @@ type pool struct {
 	max  int
 }
 
+// maxAnswer bounds what one answer may read from the service: its status
+// line and headers, and the 4 KiB of body read to keep the connection.
+// nginx reads an auth_http answer into a 1 KiB buffer; a service that
+// sends more than this is broken or hostile, and the login fails with
+// ErrService rather than reading it into memory.
+const maxAnswer = 64 << 10
+
 // poolConn is one kept-alive connection.
 type poolConn struct {
 	net.Conn
+	lr   *io.LimitedReader // under br: set to maxAnswer before each answer
 	br   *bufio.Reader
 	bw   *bufio.Writer
 	used time.Time
@@ -77,7 +85,8 @@ func (p *pool) get(ctx context.Context) (c *poolConn, reused bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &poolConn{Conn: conn, br: bufio.NewReaderSize(conn, 4096), bw: bufio.NewWriterSize(conn, 2048)}, false, nil
+	lr := &io.LimitedReader{R: conn}
+	return &poolConn{Conn: conn, lr: lr, br: bufio.NewReaderSize(lr, 4096), bw: bufio.NewWriterSize(conn, 2048)}, false, nil
 }
 
 // put gives c back for reuse, or closes it when the pool is full.
@@ -143,11 +152,15 @@ func (p *pool) exchange(ctx context.Context, c *poolConn, req *http.Request) (h 
 	if err := c.bw.Flush(); err != nil {
 		return nil, 0, false, fmt.Errorf("send: %w", err)
 	}
+	c.lr.N = maxAnswer
 	if _, err := c.br.Peek(1); err != nil {
 		return nil, 0, false, fmt.Errorf("read: %w", err)
 	}
 	resp, err := http.ReadResponse(c.br, req)
 	if err != nil {
+		if c.lr.N <= 0 {
+			return nil, 0, true, fmt.Errorf("read: answer header larger than %d octets", maxAnswer)
+		}
 		return nil, 0, true, fmt.Errorf("read: %w", err)
 	}
 	// Read a little of the body so the connection can be kept; a service

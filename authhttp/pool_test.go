@@ -3,6 +3,8 @@ package authhttp
 import (
 	"context"
 	"crypto/x509"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -108,5 +110,38 @@ func TestPoolIdleConnectionsExpire(t *testing.T) {
 	}
 	if n := conns.Load(); n != 3 {
 		t.Fatalf("%d connections, want 3 (idle ones expire)", n)
+	}
+}
+
+// TestPoolBoundsTheAnswerHeader: a service (hostile or broken) that sends
+// an endless header gets ErrService once the bound is passed, not a
+// login that reads megabytes into memory.
+func TestPoolBoundsTheAnswerHeader(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 4096)
+		c.Read(buf) // the GET
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nAuth-Status: OK\r\nX-Big: ")
+		chunk := []byte(strings.Repeat("a", 64<<10))
+		for i := 0; i < 256; i++ { // 16 MiB
+			if _, err := c.Write(chunk); err != nil {
+				return
+			}
+		}
+		io.WriteString(c, "\r\n\r\n")
+	}()
+	c := newClient(t, Options{URL: "http://" + ln.Addr().String() + "/auth", Timeout: 5 * time.Second})
+	a, err := c.Authenticate(context.Background(), &Request{User: "u", Pass: "p"})
+	if !errors.Is(err, ErrService) {
+		t.Fatalf("an answer with a 16 MiB header: %+v, %v; want ErrService", a, err)
 	}
 }

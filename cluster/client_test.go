@@ -27,6 +27,8 @@ func TestCheckURL(t *testing.T) {
 		{"unix://", false},
 		{"redis://", false},
 		{"redis://127.0.0.1:6379/notanumber", false},
+		{"redis://popgate:secret@127.0.0.1:port/0", false},  // does not parse: no URL in the error
+		{"redis://popgate:se/cret@127.0.0.1:port/0", false}, // a '/' in the password
 	} {
 		err := CheckURL(tc.url)
 		if (err == nil) != tc.ok {

@@ -48,6 +48,13 @@ var ErrPasswordInURL = errors.New("the URL holds a password; put it in password_
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
+		if userPassword(raw) {
+			return ErrPasswordInURL
+		}
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the whole URL
+		}
 		return fmt.Errorf("not a URL: %w", err)
 	}
 	if _, has := u.User.Password(); has {
@@ -69,6 +76,19 @@ func CheckURL(raw string) error {
 		return fmt.Errorf("not a Redis URL: %w", redacted(err, raw))
 	}
 	return nil
+}
+
+// userPassword reports whether raw, a URL that does not parse, seems to
+// hold user info with a password (scheme://user:password@...): its
+// error must then name neither the URL nor the line it is on.
+func userPassword(raw string) bool {
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return false
+	}
+	// The password may hold '/' or '@' itself: look up to the last '@'.
+	i := strings.LastIndexByte(rest, '@')
+	return i >= 0 && strings.Contains(rest[:i], ":")
 }
 
 // redisOptions turns o into go-redis options: the URL, the password read

@@ -299,12 +299,22 @@ func (s *Store) renew() {
 		leases = append(leases, l)
 	}
 	s.mu.Unlock()
+	s.renewLeases(leases)
+}
+
+// renewLeases writes the expiry of leases, a snapshot of the held ones,
+// in batches of renewBatch. A lease its session released while the
+// batch was on its way (Release ran between the snapshot and the write)
+// was written back by it: it is removed again at once, so that it does
+// not hold one of the user's sessions for a whole LeaseTTL.
+func (s *Store) renewLeases(leases []proxy.SessionLease) {
 	for len(leases) > 0 && s.shared(opRenew) {
 		n := min(len(leases), renewBatch)
+		batch := leases[:n]
 		keys := make([]string, 0, n)
 		args := make([]any, 0, n+1)
 		args = append(args, s.ttl.Milliseconds())
-		for _, l := range leases[:n] {
+		for _, l := range batch {
 			keys = append(keys, sessionPrefix+l.User)
 			args = append(args, s.member(l))
 		}
@@ -317,5 +327,35 @@ func (s *Store) renew() {
 			s.c.fellBack(opRenew)
 			return
 		}
+		s.unrenew(batch)
+	}
+}
+
+// unrenew removes from Redis the leases of batch that were released
+// while their renewal was written. Release drops a lease from held before
+// its own ZREM, so a lease not held here was either removed by that ZREM
+// after the renewal, or is removed now.
+func (s *Store) unrenew(batch []proxy.SessionLease) {
+	s.mu.Lock()
+	var gone []proxy.SessionLease
+	for _, l := range batch {
+		if _, ok := s.held[l]; !ok {
+			gone = append(gone, l)
+		}
+	}
+	s.mu.Unlock()
+	if len(gone) == 0 {
+		return
+	}
+	ctx, cancel := s.c.ctx(context.Background())
+	defer cancel()
+	start := time.Now()
+	pipe := s.c.rdb.Pipeline()
+	for _, l := range gone {
+		pipe.ZRem(ctx, sessionPrefix+l.User, s.member(l))
+	}
+	_, err := pipe.Exec(ctx)
+	if s.c.observe(opRelease, start, err) != nil {
+		s.c.fellBack(opRelease)
 	}
 }

@@ -200,3 +200,25 @@ func BenchmarkLoginSharedState(b *testing.B) {
 	})
 	b.Run("local", func(b *testing.B) { login(b, proxy.NewLocalLoginState()) })
 }
+
+// A lease released while a renewal of it is on its way must not come
+// back in Redis: the renewal loop took its snapshot of the held leases,
+// the session ended (Release), then the renewal was written.
+func TestStoreReleaseDuringRenewalFreesTheSession(t *testing.T) {
+	r := startRedis(t)
+	a := newTestStore(t, newTestClient(t, r, "a"))
+	b := newTestStore(t, newTestClient(t, r, "b"))
+	l := proxy.SessionLease{User: "dave", ID: "1"}
+	if !a.Succeed(nil, nil, l, 1) {
+		t.Fatal("first lease refused")
+	}
+	snapshot := []proxy.SessionLease{l} // what renew read from held
+	a.Release(l)
+	a.renewLeases(snapshot)
+	if n, err := a.Sessions(bg, "dave"); err != nil || n != 0 {
+		t.Fatalf("%d leases in Redis after the only session ended (%v), want 0", n, err)
+	}
+	if !b.Succeed(nil, nil, proxy.SessionLease{User: "dave", ID: "2"}, 1) {
+		t.Fatal("a new session was refused: the released lease was renewed back")
+	}
+}

@@ -81,6 +81,9 @@ func TestClusterErrors(t *testing.T) {
 		{"password in URL", `cluster {
   redis = "redis://user:s3cret@127.0.0.1:6379/0"
 }`, "Invalid redis", "test.hcl:8:9"},
+		{"password in a URL that does not parse", `cluster {
+  redis = "redis://user:s3cret@127.0.0.1:port/0"
+}`, "Invalid redis", "test.hcl:8:9"},
 		{"scheme", `cluster {
   redis = "http://127.0.0.1:6379"
 }`, "Invalid redis", "test.hcl:9:11"},

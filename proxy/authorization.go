@@ -84,13 +84,25 @@ func (s *session) login(ctx context.Context) parser.Response {
 	}
 	var t target
 	pf := unproven
+	renamed := false // an auth service's Auth-User replaced the backend login
 	if s.lst.Auth != nil {
 		s.chargeLogin()
 		var verified bool
 		var resp parser.Response
 		var ok bool
+		before := l.BackendUser
 		if t, verified, resp, ok = s.askService(ctx); !ok {
 			return resp
+		}
+		// Auth-User may name a blocked mailbox: check the name the
+		// backend would get, before it gets anything. The service has
+		// seen the password by now, so the refusal is counted and
+		// delayed like a wrong password: its timing must not tell the
+		// client that the password was right.
+		renamed = l.BackendUser != before
+		if renamed && s.loginBlocked() {
+			s.auth.blocked = false
+			return parser.ErrorResponse(errBlocked())
 		}
 		if verified {
 			pf = byVerifier
@@ -109,9 +121,11 @@ func (s *session) login(ctx context.Context) parser.Response {
 	l.Backend = name
 	// A master login acts for whoever the client claims to be: the client
 	// must prove it here first, before any backend is contacted. A digest
-	// the session passed to the service is no password to check locally.
+	// the session passed to the service is no password to check locally,
+	// and a local check proves the name the client typed, not the one a
+	// service that does not verify passwords chose in Auth-User.
 	if b.MasterUser != "" && pf != byVerifier {
-		if !digest {
+		if !digest && !renamed {
 			pf = s.verifyLocally(&filters.Login{User: l.User, Password: clientPass})
 		}
 		if pf != byVerifier {
@@ -136,11 +150,21 @@ func (s *session) login(ctx context.Context) parser.Response {
 		s.log.Error("backend login refused to act for an unproven client", "user", l.User, "backend", name)
 		return parser.Err(parser.CodeAuth, "authentication failed")
 	}
+	if errors.Is(err, parser.ErrBadCommand) {
+		// The credentials fit in no POP3 command (AUTH PLAIN and LOGIN
+		// carry an empty password or a TAB that PASS cannot): a failed
+		// login, and never the server's fault.
+		bc.close()
+		s.log.Info("backend login impossible: the credentials cannot be sent", "user", l.User, "backend", name)
+		return parser.Err(parser.CodeAuth, "authentication failed")
+	}
 	if err != nil {
 		bc.close()
-		if bc.server != nil {
+		if bc.server != nil && ctx.Err() == nil {
 			// Counted against the server, but never retried: the
-			// credentials may have reached it (pool_dial.go).
+			// credentials may have reached it (pool_dial.go). A
+			// session that ended meanwhile (kick, shutdown) closed
+			// the connection itself: not the server's fault.
 			bc.server.failed(err, "login")
 		}
 		s.log.Warn("backend login conversation failed", "backend", name, "error", err)

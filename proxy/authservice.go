@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/popgate/popgate/authhttp"
 	"github.com/popgate/popgate/parser"
@@ -188,7 +189,7 @@ func (s *session) routeName(login string) string {
 // answer: "-ERR [AUTH] text", as nginx passes the text on. A text that
 // starts with an RFC 3206 code of its own ([IN-USE], [LOGIN-DELAY],
 // [SYS/TEMP], [SYS/PERM], [AUTH]) keeps it. Control characters are
-// dropped and the text is bounded.
+// dropped and the text is bounded to 200 octets, cut between characters.
 func serviceRefusal(status string) parser.Response {
 	text := strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
@@ -205,7 +206,11 @@ func serviceRefusal(status string) parser.Response {
 	}
 	text = strings.TrimSpace(text)
 	if len(text) > 200 {
-		text = text[:200]
+		cut := 200
+		for cut > 0 && !utf8.RuneStart(text[cut]) {
+			cut-- // never half a character on the wire
+		}
+		text = strings.TrimSpace(text[:cut])
 	}
 	if text == "" {
 		text = "authentication failed"

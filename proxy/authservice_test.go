@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/popgate/popgate/authhttp"
+	"github.com/popgate/popgate/filters"
 )
 
 // authService is an httptest auth_http service whose answers a test
@@ -482,5 +483,108 @@ func TestAuthServicePinsAPoolMember(t *testing.T) {
 		c.expect("+OK")
 		c.expect("+OK logged in")
 		c.expect(want)
+	}
+}
+
+// A mailbox an administrator blocked stays blocked when the auth service
+// maps another login name to it (Auth-User): the block list is checked
+// again on the name the backend would get.
+func TestAuthServiceAuthUserOfABlockedMailboxIsRefused(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		return map[string]string{"Auth-Status": "OK", "Auth-User": "alice"}
+	})
+	client, err := authhttp.New(authhttp.Options{URL: svc.srv.URL, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startProxy(t, be.addr(), func(c *Config) {
+		c.Listeners[0].Connect = ConnectAfterAuth
+		c.Listeners[0].Auth = &AuthService{Name: "dir", Client: client}
+	})
+	srv.Block(Block{User: "Alice", Until: time.Now().Add(time.Hour)})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER alias\r\nPASS secret\r\n")
+	c.expect("+OK")
+	c.expect("-ERR [AUTH] authentication failed")
+	// Counted like a wrong password: the answer tells nothing.
+	if n := srv.state.(*LocalLoginState).Fails("user:alias"); n != 1 {
+		t.Fatalf("%d failures counted for the blocked login, want 1", n)
+	}
+	srv.Block(Block{User: "Alice", Until: time.Now().Add(-time.Second)}) // lifted
+	c.send("USER alias\r\nPASS secret\r\nSTAT\r\n")
+	c.expect("+OK")
+	c.expect("+OK logged in")
+	c.expect("+OK 1 ")
+}
+
+// A success forgets the failures of the name the client typed as well as
+// those of the name the auth service mapped it to (Auth-User): a user
+// who mistyped a password and then logged in starts again from zero.
+func TestAuthServiceSuccessForgetsTheTypedName(t *testing.T) {
+	be := mailboxOf(t, 1)
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-Pass") == "secret" {
+			return map[string]string{"Auth-Status": "OK", "Auth-User": "alice@example.com"}
+		}
+		return map[string]string{"Auth-Status": "Invalid login or password"}
+	})
+	client, err := authhttp.New(authhttp.Options{URL: svc.srv.URL, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, addr := startProxy(t, be.addr(), func(c *Config) {
+		c.Listeners[0].Connect = ConnectAfterAuth
+		c.Listeners[0].Auth = &AuthService{Name: "dir", Client: client}
+	})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER alias\r\nPASS wrong\r\n")
+	c.expect("+OK")
+	c.expect("-ERR [AUTH]")
+	st := srv.state.(*LocalLoginState)
+	if n := st.Fails("user:alias"); n != 1 {
+		t.Fatalf("%d failures counted for alias after a refusal, want 1", n)
+	}
+	c.send("USER alias\r\nPASS secret\r\n")
+	c.expect("+OK")
+	c.expect("+OK logged in")
+	if n := st.Fails("user:alias"); n != 0 {
+		t.Fatalf("%d failures still counted for alias after its login succeeded, want 0", n)
+	}
+}
+
+// A service that does not verify passwords (verifies_password = false)
+// may route, but not choose whom a master login acts for: a client that
+// proved its own password locally is not logged in, through the master
+// user, to the mailbox the service names in Auth-User. Without Auth-User
+// the local proof still opens the client's own mailbox.
+func TestAuthServiceUnverifiedAuthUserIsNoMasterTarget(t *testing.T) {
+	svc := newAuthService(t, func(h http.Header) map[string]string {
+		if h.Get("Auth-User") == "alice" {
+			return map[string]string{"Auth-Status": "OK", "Auth-User": "bob"}
+		}
+		return map[string]string{"Auth-Status": "OK"}
+	})
+	mb := &masterBackend{}
+	addr := startAuthProxy(t, svc.srv.URL, mb.start(t), "", func(c *Config, s *AuthService) {
+		c.Listeners[0].Filters = []filters.Filter{secretsVerifier{"alice": "right", "carol": "carolpw"}}
+		b := c.Backends["b"]
+		b.Login, b.MasterUser, b.MasterPassword = LoginSASLPlain, "master", "mpw"
+	})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER alice\r\nPASS right\r\n")
+	c.expect("+OK")
+	c.expect("-ERR [AUTH]")
+	if conns, plains := mb.seen(); conns != 0 || len(plains) != 0 {
+		t.Fatalf("a master login acted for the service's Auth-User: %d connections, %q", conns, plains)
+	}
+	c.send("USER carol\r\nPASS carolpw\r\n")
+	c.expect("+OK")
+	c.expect("+OK logged in")
+	if _, plains := mb.seen(); len(plains) != 1 || plains[0] != "carol\x00master\x00mpw" {
+		t.Fatalf("master PLAIN %q, want carol's", plains)
 	}
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -100,12 +101,21 @@ func (s *session) settleSuccess() bool {
 		s.auth.charge = nil
 	}
 	keys := s.throttleKeys()
+	// The user key of the charge names the login as it was before the
+	// auth service's Auth-User rewrote it: forget its failures too (not
+	// its local part's, which other realms share).
+	forget := keys[1:]
+	for _, k := range refund {
+		if strings.HasPrefix(k, "user:") && !slices.Contains(forget, k) {
+			forget = append(forget, k)
+		}
+	}
 	user, limit := s.loginName(), s.limits.MaxSessionsPerUser
 	if user == "" || s.auth.lease != nil {
 		limit = 0
 	}
 	lease := SessionLease{User: user, ID: s.info.ID}
-	if !s.srv.state.Succeed(refund, keys[1:], lease, limit) {
+	if !s.srv.state.Succeed(refund, forget, lease, limit) {
 		s.log.Info("login refused: the user holds the most sessions allowed", "user", user, "max_sessions_per_user", limit)
 		if h := s.cfg.Hooks.Throttled; h != nil {
 			h(s.lst.Name, "max-sessions-per-user")

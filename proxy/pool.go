@@ -159,23 +159,29 @@ func (ps *poolSet) close() {
 }
 
 // states returns the state of each server of b, in b's configured order.
-// A server the registry does not hold (b is from a configuration a reload
-// replaced, and the server was removed) gets a state of its own that
-// nothing else shares.
+// b may be from a configuration a reload replaced (a session accepted
+// before the reload logs in after it): a server the reload removed is
+// left out then, so that no new login goes to a server taken out for
+// maintenance, while at least one of b's servers remains. When none
+// does, each gets a state of its own that nothing else shares.
 func (ps *poolSet) states(b *Backend) []*serverState {
 	addrs := b.servers()
-	out := make([]*serverState, len(addrs))
+	out := make([]*serverState, 0, len(addrs))
 	ps.mu.Lock()
 	members := ps.pools[b.Name]
-	for i, addr := range addrs {
-		out[i] = members[addr]
+	for _, addr := range addrs {
+		if st := members[addr]; st != nil {
+			out = append(out, st)
+		}
 	}
 	ps.mu.Unlock()
-	for i, st := range out {
-		if st == nil {
-			out[i] = newServerState(b.Name, addrs[i], hclog.NewNullLogger())
-			out[i].opts = b.Health.withDefaults()
-		}
+	if len(out) > 0 {
+		return out
+	}
+	for _, addr := range addrs {
+		st := newServerState(b.Name, addr, hclog.NewNullLogger())
+		st.opts = b.Health.withDefaults()
+		out = append(out, st)
 	}
 	return out
 }

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -638,5 +640,106 @@ func TestTLSConfigForAServerOutsideTheBlock(t *testing.T) {
 	}
 	if got := pool.tlsConfigFor("192.0.2.8:995").ServerName; got != "192.0.2.8" {
 		t.Errorf("outside a pool: %q", got)
+	}
+}
+
+// TestPoolReloadRemovedServerGetsNoNewLogin: a session accepted before a
+// reload that removed a server logs in after it: the removed server gets
+// no connection, the one kept serves the login.
+func TestPoolReloadRemovedServerGetsNoNewLogin(t *testing.T) {
+	removed, kept := newFakeBackend(t), newFakeBackend(t)
+	srv, addr := startPool(t, []string{removed.addr(), kept.addr()}, nil)
+	cl := dialClient(t, addr)
+	cl.expect("+OK") // accepted under the old configuration
+	cfg := *srv.cfg.Load()
+	be := *cfg.Backends["b"]
+	be.Servers = []string{kept.addr()}
+	cfg.Backends = map[string]*Backend{"b": &be}
+	cfg.Listeners = append([]Listener(nil), cfg.Listeners...)
+	if err := srv.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	cl.send("USER a\r\nPASS secret\r\nSTAT\r\n")
+	cl.expect("+OK")
+	cl.expect("+OK")
+	cl.expect("+OK 0 100")
+	if n := removed.connections(); n != 0 {
+		t.Errorf("the removed server got %d connections after the reload; want 0", n)
+	}
+	if n := kept.connections(); n != 1 {
+		t.Errorf("the kept server got %d connections; want 1", n)
+	}
+}
+
+// TestPoolUnsendableCredentialsAreNotTheServersFault: AUTH PLAIN or LOGIN
+// can carry a password no PASS command can (empty, or with a TAB). Such a
+// login fails with [AUTH], like a wrong password, and never counts
+// against the server: a client must not be able to take a pool member
+// down with logins of its own making.
+func TestPoolUnsendableCredentialsAreNotTheServersFault(t *testing.T) {
+	be := newFakeBackend(t)
+	srv, addr := startPool(t, []string{be.addr()}, func(c *Config) {
+		c.Backends["b"].Health.FailThreshold = 1
+	})
+	for _, plain := range []string{"\x00alice\x00", "\x00alice\x00pa\tss", "\x00al\tice\x00secret"} {
+		c := dialClient(t, addr)
+		c.expect("+OK")
+		c.send("AUTH PLAIN " + base64.StdEncoding.EncodeToString([]byte(plain)) + "\r\n")
+		c.expect("-ERR [AUTH]")
+	}
+	for _, st := range srv.Pools() {
+		if st.Failures != 0 || !st.Up {
+			t.Errorf("%s: %+v; want up without failures", st.Server, st)
+		}
+	}
+	c := dialClient(t, addr)
+	c.login() // the server still serves
+}
+
+// TestPoolKickMidLoginIsNotTheServersFault: a session kicked (or shut
+// down) while the server is still answering its login ends that login,
+// and the server, which did nothing wrong, counts no failure.
+func TestPoolKickMidLoginIsNotTheServersFault(t *testing.T) {
+	gotPass := make(chan struct{}, 1)
+	slow := newScriptBackend(t, func(bc *scriptConn) {
+		bc.send("+OK ready")
+		for {
+			l, err := bc.readLine()
+			if err != nil {
+				return
+			}
+			switch {
+			case strings.HasPrefix(l, "USER"):
+				bc.send("+OK")
+			case strings.HasPrefix(l, "PASS"):
+				gotPass <- struct{}{}
+				bc.readLine() // checks the password slowly: until popgate hangs up
+				return
+			}
+		}
+	})
+	srv, addr := startPool(t, []string{slow.addr()}, func(c *Config) {
+		c.Backends["b"].Health.FailThreshold = 1
+	})
+	c := dialClient(t, addr)
+	c.expect("+OK")
+	c.send("USER a\r\nPASS secret\r\n")
+	c.expect("+OK")
+	select {
+	case <-gotPass:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the login never reached the server")
+	}
+	if n := srv.Kick(Match{Addr: netip.MustParsePrefix("127.0.0.1/32")}); n != 1 {
+		t.Fatalf("kicked %d sessions, want 1", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for srv.Sessions() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond) // no signal for the session's end: bounded polling
+	}
+	for _, st := range srv.Pools() {
+		if st.Failures != 0 || !st.Up {
+			t.Errorf("%s: %+v; want up without failures after a kick mid-login", st.Server, st)
+		}
 	}
 }
