@@ -70,6 +70,12 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 	a := &app{logger: logger, path: configPath, filters: map[string]*filterInstance{},
 		spool: spool.NewBudget(cfg.Spool.Memory, cfg.Spool.Disk)}
 	ctx := context.Background()
+	// Signals are caught from the start: one that arrives while popgate
+	// starts waits in sigs, so a SIGTERM then still drains instead of
+	// killing the process.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
 	if cfg.MetricsAddress != "" {
 		m, err := metrics.Start(cfg.MetricsAddress, logger.Named("metrics"))
 		if err != nil {
@@ -109,9 +115,6 @@ func runServer(cfg *config.Config, configPath string, logger hclog.Logger) error
 	notifySystemd("READY=1")
 	logger.Info("popgate started", "version", buildVersion(), "listeners", len(cfg.Listeners))
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
 	for sig := range sigs {
 		if sig == syscall.SIGHUP {
 			notifySystemd("RELOADING=1")
