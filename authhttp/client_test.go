@@ -3,7 +3,6 @@ package authhttp
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -299,17 +298,7 @@ func TestInFlightBound(t *testing.T) {
 }
 
 func TestKeepAlive(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Auth-Status", "OK")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	srv, conns := countingService(t, answerOK)
 	c := newClient(t, Options{URL: srv.URL})
 	for i := 0; i < 20; i++ {
 		if _, err := c.Authenticate(context.Background(), &Request{User: "u", Pass: "p"}); err != nil {

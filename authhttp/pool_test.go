@@ -14,20 +14,29 @@ import (
 	"time"
 )
 
-// TestPoolRetriesAConnectionTheServiceClosed: a kept-alive connection the
-// service closed while it was idle costs the login nothing.
-func TestPoolRetriesAConnectionTheServiceClosed(t *testing.T) {
+// countingService starts an auth service answering with h that counts the
+// TCP connections clients open to it; it is closed when the test ends.
+func countingService(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
 	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Auth-Status", "OK")
-	}))
+	srv := httptest.NewUnstartedServer(h)
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
 		}
 	}
 	srv.Start()
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+// answerOK answers every request "Auth-Status: OK".
+func answerOK(w http.ResponseWriter, _ *http.Request) { w.Header().Set("Auth-Status", "OK") }
+
+// TestPoolRetriesAConnectionTheServiceClosed: a kept-alive connection the
+// service closed while it was idle costs the login nothing.
+func TestPoolRetriesAConnectionTheServiceClosed(t *testing.T) {
+	srv, conns := countingService(t, answerOK)
 	c := newClient(t, Options{URL: srv.URL})
 	r := &Request{User: "u", Pass: "p"}
 	if _, err := c.Authenticate(context.Background(), r); err != nil {
@@ -43,22 +52,14 @@ func TestPoolRetriesAConnectionTheServiceClosed(t *testing.T) {
 }
 
 func TestPoolBasicAuthFromURLAndLargeBody(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv, conns := countingService(t, func(w http.ResponseWriter, r *http.Request) {
 		if u, p, ok := r.BasicAuth(); !ok || u != "svc" || p != "k3y" {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		w.Header().Set("Auth-Status", "OK")
 		w.Write([]byte(strings.Repeat("x", 10000))) // more than the client reads
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	})
 	c := newClient(t, Options{URL: "http://svc:k3y@" + strings.TrimPrefix(srv.URL, "http://")})
 	for i := 0; i < 2; i++ {
 		a, err := c.Authenticate(context.Background(), &Request{User: "u", Pass: "p"})
@@ -89,17 +90,7 @@ func TestPoolHTTPS(t *testing.T) {
 }
 
 func TestPoolIdleConnectionsExpire(t *testing.T) {
-	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Auth-Status", "OK")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	defer srv.Close()
+	srv, conns := countingService(t, answerOK)
 	c := newClient(t, Options{URL: srv.URL})
 	c.pool.idleFor = time.Nanosecond
 	for i := 0; i < 3; i++ {
